@@ -1,0 +1,162 @@
+"""The `harken` command line. Every command is a thin layer over Service and the writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from harken import __version__
+from harken.config import Settings
+from harken.engines.base import TranscribeOptions
+from harken.errors import AudioError, HarkenError
+from harken.formats import get_writer
+from harken.service import Service
+
+app = typer.Typer(
+    help="Offline audio understanding with local models.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="harken.toml to read (default: $HARKEN_CONFIG or ./harken.toml)")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"harken {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    pass
+
+
+@app.command()
+def transcribe(
+    files: Annotated[list[str], typer.Argument(help="Audio files (any container FFmpeg reads).", show_default=False)],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, alias or model directory.")] = None,
+    language: Annotated[Optional[str], typer.Option("--language", "-l", help="Spoken language code; detected when omitted.")] = None,
+    task: Annotated[str, typer.Option(help="transcribe or translate (to English).")] = "transcribe",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="txt, json, verbose_json, srt or vtt.")] = "txt",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write DIR/<input stem>.<format> per input.")] = None,
+    word_timestamps: Annotated[bool, typer.Option("--word-timestamps", help="Add word-level timestamps.")] = False,
+    beam_size: Annotated[int, typer.Option(help="Beam width.")] = 5,
+    vad: Annotated[bool, typer.Option("--vad/--no-vad", help="Drop non-speech before decoding (sequential decoding).")] = False,
+    long_form: Annotated[str, typer.Option(help="auto, segmented or sequential decoding of clips over 30 s.")] = "auto",
+    prompt: Annotated[Optional[str], typer.Option(help="Initial prompt (spellings, context).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Transcribe (or translate) audio files."""
+    writer = get_writer(fmt)
+    options = TranscribeOptions.build(
+        language=language, task=task, beam_size=beam_size, word_timestamps=word_timestamps,
+        vad_filter=vad, long_form=long_form, initial_prompt=prompt,
+    )
+    if output is not None and output.exists() and not output.is_dir():
+        raise HarkenError(f"--output {output} exists and is not a directory", param="output")
+    service = Service(Settings.load(config))
+    service.registry.resolve(model)  # an unknown model stops here, before any file is read
+    failures = 0
+    with _progress(len(files)) as progress:
+        job = progress.add_task("transcribing", total=len(files)) if progress else None
+        for name in files:
+            try:
+                transcript = service.transcribe(name, model=model, use_cache=not no_cache, **vars_of(options))
+            except AudioError as exc:
+                failures += 1
+                err.print(f"harken: error: {exc.message}", markup=False)
+            else:
+                text = writer.render(transcript)
+                if output is None:
+                    sys.stdout.write(text)
+                else:
+                    _write_atomic(output / f"{Path(name).stem}.{writer.extension}", text)
+            if progress:
+                progress.advance(job)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List the models harken knows: name, aliases, engine, installed, loaded, size."""
+    infos = Service(Settings.load(config)).registry.describe()
+    if as_json:
+        print(json.dumps([info.__dict__ for info in infos], indent=2))
+        return
+    table = Table("name", "aliases", "engine", "installed", "loaded", "size")
+    for i in infos:
+        size = f"{i.size_bytes / 1e6:.0f} MB" if i.size_bytes else "-"
+        table.add_row(i.name, ", ".join(i.aliases), i.engine, "yes" if i.installed else "no", "yes" if i.loaded else "no", size)
+    Console().print(table)
+
+
+def vars_of(options: TranscribeOptions) -> dict:
+    return {k: getattr(options, k) for k in options.__dataclass_fields__}
+
+
+def _progress(total: int):
+    if total > 1 and sys.stderr.isatty():
+        return Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=err, transient=True,
+        )
+    return _NoProgress()
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    """Entry point: one plain line and a non-zero exit for every error, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except HarkenError as exc:
+        err.print(f"harken: error: {exc.message}", markup=False)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        err.print(f"harken: error: {exc.format_message()}", markup=False)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("harken: interrupted", markup=False)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("harken: interrupted", markup=False)
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line, with what a bug report needs
+        err.print(f"harken: internal error: {type(exc).__name__}: {exc}", markup=False)
+        sys.exit(1)

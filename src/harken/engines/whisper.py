@@ -1,0 +1,116 @@
+"""Whisper speech recognition on faster-whisper (CTranslate2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harken.audio import SAMPLE_RATE
+from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
+from harken.errors import CapabilityError, ModelLoadError
+from harken.results import Segment, Word
+
+__all__ = ["WhisperEngine"]
+
+# faster-whisper's own fallback ladder, used when the caller asks for greedy/beam decoding.
+_FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class WhisperEngine:
+    """Transcription, translation and language detection with a CTranslate2 Whisper model.
+
+    Clips up to the 30 s window go through faster-whisper's own decoder unchanged. Longer
+    clips take the segmented path (engines/whisper_longform.py) unless `long_form` says
+    otherwise.
+    """
+
+    window_s = 30.0
+    batches = True
+
+    def __init__(self, model_dir: Path, *, device: str = "auto", compute_type: str = "default", cpu_threads: int = 0):
+        from faster_whisper import WhisperModel
+
+        if compute_type == "default":
+            compute_type = "int8" if device == "cpu" else "default"
+        try:
+            self.model = WhisperModel(str(model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelLoadError(f"cannot load Whisper model from {model_dir}: {exc}") from None
+        self.multilingual = bool(self.model.model.is_multilingual)
+        self.capabilities = Capability.TRANSCRIBE
+        if self.multilingual:
+            self.capabilities |= Capability.TRANSLATE | Capability.DETECT_LANGUAGE
+
+    def warmup(self) -> None:
+        # One short decode pages the weights in and builds CTranslate2's kernels.
+        self.model.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), language="en", beam_size=1)
+
+    def close(self) -> None:
+        self.model = None  # CTranslate2 frees the weights with the last reference
+
+    def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
+        self._check(options)
+        if options.seed is not None:
+            import ctranslate2
+
+            ctranslate2.set_random_seed(options.seed)
+        duration = len(samples) / SAMPLE_RATE
+        segmented = options.long_form == "segmented" or (options.long_form == "auto" and duration > self.window_s)
+        if segmented:
+            from harken.engines.whisper_longform import SegmentedDecoder
+
+            return SegmentedDecoder(self.model).transcribe(samples, options)
+        return self._sequential(samples, options)
+
+    def detect_language(self, samples: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]:
+        if not self.multilingual:
+            return "en", 1.0, [("en", 1.0)]
+        language, probability, all_probs = self.model.detect_language(samples)
+        return language, float(probability), [(lang, float(p)) for lang, p in all_probs]
+
+    def _check(self, options: TranscribeOptions) -> None:
+        if options.task == "translate" and not self.multilingual:
+            raise CapabilityError("this model is English-only and cannot translate; use a multilingual model", param="task")
+        if options.language not in (None, "en") and not self.multilingual:
+            raise CapabilityError(
+                f"this model is English-only; language {options.language!r} needs a multilingual model",
+                param="language",
+            )
+        if options.language is not None:
+            if options.language not in self.model.supported_languages:
+                raise CapabilityError(f"Whisper does not know language {options.language!r}", param="language")
+
+    def _sequential(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
+        kwargs: dict[str, Any] = dict(
+            language=options.language,
+            task=options.task,
+            beam_size=options.beam_size,
+            temperature=_FALLBACK_TEMPERATURES if options.temperature == 0.0 else options.temperature,
+            initial_prompt=options.initial_prompt,
+            word_timestamps=options.word_timestamps,
+            vad_filter=options.vad_filter,
+            max_new_tokens=options.max_new_tokens,
+        )
+        segments, info = self.model.transcribe(samples, **kwargs)
+        out = tuple(_segment(i, s) for i, s in enumerate(segments))
+        return EngineTranscript(out, info.language, float(info.language_probability))
+
+
+def _segment(index: int, seg: Any) -> Segment:
+    words = None
+    if seg.words is not None:
+        words = tuple(Word(round(w.start, 3), round(w.end, 3), w.word, round(float(w.probability), 4)) for w in seg.words)
+    return Segment(
+        id=index,
+        start=round(seg.start, 3),
+        end=round(seg.end, 3),
+        text=seg.text.strip(),
+        tokens=tuple(seg.tokens),
+        avg_logprob=float(seg.avg_logprob),
+        no_speech_prob=float(seg.no_speech_prob),
+        compression_ratio=float(seg.compression_ratio),
+        temperature=float(seg.temperature or 0.0),
+        words=words,
+    )

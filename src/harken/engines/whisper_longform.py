@@ -1,0 +1,239 @@
+"""Long audio for Whisper: cut at silences, decode the pieces in batches, repair what went wrong.
+
+Whisper's own long-form decoding slides a 30 s window and, on joined or noisy recordings,
+jumps over whole utterances. Here every piece is decoded on its own, in batches, with the
+encoder window shortened to the piece (CTranslate2 accepts fewer than 3000 frames, and a
+10 s window costs a seventh of a 30 s one). Then two repairs:
+
+- a piece whose text loops (a known failure of short windows) is decoded again with the full
+  30 s window;
+- a piece that yields far fewer words per second than the clip's median was probably
+  partly skipped: it is cut again at its shorter pauses and the sub-pieces are decoded; their
+  text replaces the piece's when it holds clearly more words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from harken.audio import SAMPLE_RATE
+from harken.audio.segment import Piece, plan_pieces, split_piece
+from harken.engines.base import EngineTranscript, TranscribeOptions
+from harken.results import Segment, Word
+
+__all__ = ["SegmentedDecoder"]
+
+MIN_WINDOW_S = 10.0  # shorter encoder windows make tiny models loop
+WINDOW_PAD_S = 2.0  # silence after the speech, so the decoder sees the utterance end
+WINDOW_STEP_S = 2.0  # window lengths are bucketed so pieces batch together
+FULL_WINDOW_S = 30.0
+LOW_RATE_RATIO = 0.8
+MIN_RATE_CHECK_S = 4.0
+REPAIR_GAIN = 1.15
+NO_SPEECH_PROB = 0.6
+NO_SPEECH_LOGPROB = -1.0
+_PREPEND = "\"'“¿([{-"
+_APPEND = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    piece: Piece
+    tokens: tuple[int, ...]
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    words: tuple[Word, ...] | None
+
+    @property
+    def word_count(self) -> int:
+        return len(self.text.split())
+
+    @property
+    def silent(self) -> bool:
+        return self.no_speech_prob > NO_SPEECH_PROB and self.avg_logprob < NO_SPEECH_LOGPROB
+
+
+class SegmentedDecoder:
+    def __init__(self, model) -> None:  # a faster_whisper.WhisperModel
+        self.model = model
+
+    def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
+        from faster_whisper.tokenizer import Tokenizer
+
+        language, probability = self._language(samples, options)
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task=options.task, language=language)
+        previous = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
+        prompt = self.model.get_prompt(tokenizer, previous, without_timestamps=True)
+        run = _Run(self.model, tokenizer, prompt, samples, options)
+        decoded = _repair_skips(run, _repair_loops(run, run.decode(plan_pieces(samples))))
+        kept = [d for d in decoded if d.text and not d.silent]
+        return EngineTranscript(tuple(_to_segment(i, d) for i, d in enumerate(kept)), language, probability)
+
+    def _language(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str, float]:
+        if not self.model.model.is_multilingual:
+            return "en", 1.0
+        if options.language:
+            return options.language, 1.0
+        language, probability, _ = self.model.detect_language(samples[: int(FULL_WINDOW_S * SAMPLE_RATE)])
+        return language, float(probability)
+
+
+def _repair_loops(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
+    """Decode looping pieces again with the full 30 s window."""
+    looping = [i for i, d in enumerate(decoded) if _loops(d)]
+    if looping:
+        again = run.decode([decoded[i].piece for i in looping], window_s=FULL_WINDOW_S)
+        for i, d in zip(looping, again):
+            decoded[i] = d
+    return decoded
+
+
+def _repair_skips(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
+    """Re-decode pieces with a suspiciously low word rate as smaller sub-pieces."""
+    rates = [d.word_count / d.piece.duration for d in decoded if d.text and d.piece.duration >= 2.0]
+    if not rates:
+        return decoded
+    floor = LOW_RATE_RATIO * float(np.median(rates))
+    suspects = [
+        i for i, d in enumerate(decoded)
+        if d.piece.duration >= MIN_RATE_CHECK_S and d.word_count / d.piece.duration < floor
+    ]
+    parts: list[Piece] = []
+    owner: list[int] = []
+    for i in suspects:
+        sub = split_piece(run.samples, decoded[i].piece)
+        if len(sub) > 1:
+            parts += sub
+            owner += [i] * len(sub)
+    if not parts:
+        return decoded
+    by_owner: dict[int, list[_Decoded]] = defaultdict(list)
+    for i, d in zip(owner, run.decode(parts)):
+        if not _loops(d) and not d.silent:
+            by_owner[i].append(d)
+    out: list[_Decoded] = []
+    for i, d in enumerate(decoded):
+        replacement = by_owner.get(i)
+        if replacement and sum(r.word_count for r in replacement) > REPAIR_GAIN * d.word_count:
+            out += replacement
+        else:
+            out.append(d)
+    return out
+
+
+class _Run:
+    """Batched decoding of pieces of one clip with one tokenizer and prompt."""
+
+    def __init__(self, model, tokenizer, prompt: list[int], samples: np.ndarray, options: TranscribeOptions) -> None:
+        self.model, self.tokenizer, self.prompt, self.samples, self.options = model, tokenizer, prompt, samples, options
+        limit = model.max_length
+        if options.max_new_tokens is not None:
+            limit = min(limit, len(prompt) + options.max_new_tokens)
+        self.max_length = limit
+
+    def decode(self, pieces: list[Piece], window_s: float | None = None) -> list[_Decoded]:
+        buckets: dict[float, list[int]] = defaultdict(list)
+        for i, piece in enumerate(pieces):
+            buckets[window_s or _window(piece.duration)].append(i)
+        out: list[_Decoded | None] = [None] * len(pieces)
+        size = self.options.batch_size
+        for window, members in sorted(buckets.items()):
+            for k in range(0, len(members), size):
+                batch = members[k : k + size]
+                for i, d in zip(batch, self._decode_batch([pieces[i] for i in batch], window)):
+                    out[i] = d
+        return out  # type: ignore[return-value]
+
+    def _decode_batch(self, pieces: list[Piece], window_s: float) -> list[_Decoded]:
+        n_samples = int(window_s * SAMPLE_RATE)
+        n_frames = int(window_s * 100)
+        clips = [p.slice(self.samples) for p in pieces]
+        features = np.stack(
+            [self.model.feature_extractor(np.pad(c, (0, n_samples - len(c))))[:, :n_frames] for c in clips]
+        )
+        encoded = self.model.encode(features)
+        opts = self.options
+        results = self.model.model.generate(
+            encoded,
+            [self.prompt] * len(pieces),
+            # As in faster-whisper: a temperature means sampling, which CTranslate2 does without beams.
+            beam_size=1 if opts.temperature else opts.beam_size,
+            max_length=self.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            sampling_temperature=opts.temperature or 1.0,
+            sampling_topk=0 if opts.temperature else 1,
+        )
+        tokens = [[t for t in r.sequences_ids[0] if t < self.tokenizer.eot] for r in results]
+        words = self._align(tokens, encoded, n_frames, pieces) if opts.word_timestamps else [None] * len(pieces)
+        out = []
+        for piece, result, toks, ws in zip(pieces, results, tokens, words):
+            cum = result.scores[0] * len(result.sequences_ids[0])
+            out.append(
+                _Decoded(
+                    piece=piece,
+                    tokens=tuple(toks),
+                    text=self.tokenizer.decode(toks).strip(),
+                    avg_logprob=float(cum / (len(result.sequences_ids[0]) + 1)),
+                    no_speech_prob=float(result.no_speech_prob),
+                    words=ws,
+                )
+            )
+        return out
+
+    def _align(self, tokens: list[list[int]], encoded, n_frames: int, pieces: list[Piece]) -> list[tuple[Word, ...]]:
+        from faster_whisper.transcribe import merge_punctuations
+
+        alignments = self.model.find_alignment(self.tokenizer, tokens, encoded, n_frames)
+        out = []
+        for piece, alignment in zip(pieces, alignments):
+            merge_punctuations(alignment, _PREPEND, _APPEND)
+            words = []
+            for w in alignment:
+                if not w["word"]:
+                    continue
+                start = piece.start + min(float(w["start"]), piece.duration)
+                end = piece.start + min(float(w["end"]), piece.duration)
+                words.append(Word(round(start, 3), round(max(start, end), 3), w["word"], round(float(w["probability"]), 4)))
+            out.append(tuple(words))
+        return out
+
+
+def _window(duration: float) -> float:
+    padded = math.ceil((duration + WINDOW_PAD_S) / WINDOW_STEP_S) * WINDOW_STEP_S
+    return min(FULL_WINDOW_S, max(MIN_WINDOW_S, padded))
+
+
+def _loops(d: _Decoded) -> bool:
+    from faster_whisper.transcribe import get_compression_ratio
+
+    if not d.text:
+        return False
+    return get_compression_ratio(d.text) > 1.8 or d.word_count / max(d.piece.duration, 1.0) > 4.5
+
+
+def _to_segment(index: int, d: _Decoded) -> Segment:
+    from faster_whisper.transcribe import get_compression_ratio
+
+    start, end = d.piece.start, d.piece.end
+    if d.words:
+        start, end = d.words[0].start, d.words[-1].end
+    return Segment(
+        id=index,
+        start=round(start, 3),
+        end=round(end, 3),
+        text=d.text,
+        tokens=d.tokens,
+        avg_logprob=d.avg_logprob,
+        no_speech_prob=d.no_speech_prob,
+        compression_ratio=float(get_compression_ratio(d.text)),
+        temperature=0.0,
+        words=d.words,
+    )

