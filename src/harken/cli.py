@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -56,6 +56,8 @@ def transcribe(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write DIR/<input stem>.<format> per input.")] = None,
     word_timestamps: Annotated[bool, typer.Option("--word-timestamps", help="Add word-level timestamps.")] = False,
     beam_size: Annotated[int, typer.Option(help="Beam width.")] = 5,
+    temperature: Annotated[float, typer.Option(help="0 decodes by beam search (with fallback); above 0 samples.")] = 0.0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling, for reproducible runs.")] = None,
     vad: Annotated[bool, typer.Option("--vad/--no-vad", help="Drop non-speech before decoding (sequential decoding).")] = False,
     long_form: Annotated[str, typer.Option(help="auto, segmented or sequential decoding of clips over 30 s.")] = "auto",
     prompt: Annotated[Optional[str], typer.Option(help="Initial prompt (spellings, context).")] = None,
@@ -65,7 +67,8 @@ def transcribe(
     """Transcribe (or translate) audio files."""
     writer = get_writer(fmt)
     options = TranscribeOptions.build(
-        language=language, task=task, beam_size=beam_size, word_timestamps=word_timestamps,
+        language=language, task=task, beam_size=beam_size, temperature=temperature, seed=seed,
+        word_timestamps=word_timestamps,
         vad_filter=vad, long_form=long_form, initial_prompt=prompt,
     )
     if output is not None and output.exists() and not output.is_dir():
@@ -142,21 +145,20 @@ def _write_atomic(path: Path, text: str) -> None:
 def main() -> None:
     """Entry point: one plain line and a non-zero exit for every error, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except HarkenError as exc:
-        err.print(f"harken: error: {exc.message}", markup=False)
-        sys.exit(2)
-    except click.exceptions.Exit as exc:
+        _fail(exc.message, 2)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.UsageError as exc:
-        err.print(f"harken: error: {exc.format_message()}", markup=False)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        err.print("harken: interrupted", markup=False)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err.print("harken: interrupted", markup=False)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except TyperException as exc:  # Typer's own usage errors: unknown option, missing argument
+        _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc), 2)
     except Exception as exc:  # a bug: still one line, with what a bug report needs
-        err.print(f"harken: internal error: {type(exc).__name__}: {exc}", markup=False)
-        sys.exit(1)
+        _fail(f"internal error: {type(exc).__name__}: {exc}", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"harken: error: {message}", markup=False)
+    sys.exit(code)

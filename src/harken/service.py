@@ -78,7 +78,7 @@ class Service:
         loaded = self.registry.load(entry.name)
         needed = Capability.TRANSLATE if options.task == "translate" else Capability.TRANSCRIBE
         if needed not in loaded.engine.capabilities:
-            raise CapabilityError(f"model {entry.name!r} cannot {options.task}", param="model")
+            raise CapabilityError(f"model {entry.name!r} cannot {options.task}; `harken models` lists the others", param="model")
         result = loaded.engine.transcribe(audio.samples, options)
         done = time.perf_counter()
         transcript = Transcript(

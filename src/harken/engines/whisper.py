@@ -71,8 +71,6 @@ class WhisperEngine:
         return language, float(probability), [(lang, float(p)) for lang, p in all_probs]
 
     def _check(self, options: TranscribeOptions) -> None:
-        if options.task == "translate" and not self.multilingual:
-            raise CapabilityError("this model is English-only and cannot translate; use a multilingual model", param="task")
         if options.language not in (None, "en") and not self.multilingual:
             raise CapabilityError(
                 f"this model is English-only; language {options.language!r} needs a multilingual model",

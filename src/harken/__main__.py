@@ -1,0 +1,3 @@
+from harken.cli import main
+
+main()

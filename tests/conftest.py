@@ -1,0 +1,44 @@
+"""Shared fixtures: the real recordings in tests/data and one Service on the bundled models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harken import Service, Settings
+
+DATA = Path(__file__).parent / "data"
+
+
+def manifest() -> dict[str, dict]:
+    return {row["path"]: row for row in map(json.loads, (DATA / "manifest.jsonl").read_text().splitlines())}
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def references() -> dict[str, dict]:
+    return manifest()
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("harken-cache")
+
+
+@pytest.fixture(scope="session")
+def service(cache_dir: Path) -> Service:
+    return Service(Settings.load(cache_dir=cache_dir))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path_factory) -> None:
+    # Tests must not read a developer's harken.toml, HARKEN_* settings or result cache.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+    for name in [k for k in __import__("os").environ if k.startswith("HARKEN_")]:
+        monkeypatch.delenv(name)

