@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import os
 import sys
 import tempfile
@@ -80,7 +81,7 @@ def transcribe(
         job = progress.add_task("transcribing", total=len(files)) if progress else None
         for name in files:
             try:
-                transcript = service.transcribe(name, model=model, use_cache=not no_cache, **vars_of(options))
+                transcript = service.transcribe(name, model=model, use_cache=not no_cache, **asdict(options))
             except AudioError as exc:
                 failures += 1
                 err.print(f"harken: error: {exc.message}", markup=False)
@@ -111,10 +112,6 @@ def models(
         size = f"{i.size_bytes / 1e6:.0f} MB" if i.size_bytes else "-"
         table.add_row(i.name, ", ".join(i.aliases), i.engine, "yes" if i.installed else "no", "yes" if i.loaded else "no", size)
     Console().print(table)
-
-
-def vars_of(options: TranscribeOptions) -> dict:
-    return {k: getattr(options, k) for k in options.__dataclass_fields__}
 
 
 def _progress(total: int):

