@@ -78,9 +78,9 @@ def test_missing_extra_is_named(tmp_path):
 def test_pins_are_checked_once(tmp_path):
     weights = tmp_path / "w.bin"
     weights.write_bytes(b"weights")
-    good = "bd3f1a6de4a3c1ba52a8ba4ac5c1b01f4d8f2db74d5d2b8b0b0b0b0b0b0b0b0b"
+    wrong = "bd3f1a6de4a3c1ba52a8ba4ac5c1b01f4d8f2db74d5d2b8b0b0b0b0b0b0b0b0b"
     with pytest.raises(ModelIntegrityError, match="w.bin does not match"):
-        verify({weights: good}, tmp_path)
+        verify({weights: wrong}, tmp_path)
     import hashlib
 
     real = hashlib.sha256(b"weights").hexdigest()

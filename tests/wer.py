@@ -1,12 +1,14 @@
-"""Word error rate with Whisper's English normaliser, as every ASR test and benchmark scores."""
+"""Word error rate with Whisper's normalisers, as every ASR test and benchmark scores."""
 
 from __future__ import annotations
 
 import jiwer
+from whisper_normalizer.basic import BasicTextNormalizer
 from whisper_normalizer.english import EnglishTextNormalizer
 
-_normalise = EnglishTextNormalizer()
+_NORMALISERS = {"english": EnglishTextNormalizer(), "basic": BasicTextNormalizer()}
 
 
-def wer(references: list[str], hypotheses: list[str]) -> float:
-    return jiwer.wer([_normalise(r) for r in references], [_normalise(h) for h in hypotheses])
+def wer(references: list[str], hypotheses: list[str], normaliser: str = "english") -> float:
+    norm = _NORMALISERS[normaliser]
+    return jiwer.wer([norm(r) for r in references], [norm(h) for h in hypotheses])
