@@ -60,7 +60,7 @@ def transcribe(
     temperature: Annotated[float, typer.Option(help="0 decodes by beam search (with fallback); above 0 samples.")] = 0.0,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling, for reproducible runs.")] = None,
     vad: Annotated[bool, typer.Option("--vad/--no-vad", help="Drop non-speech before decoding (sequential decoding).")] = False,
-    long_form: Annotated[str, typer.Option(help="auto, segmented or sequential decoding of clips over 30 s.")] = "auto",
+    long_form: Annotated[str, typer.Option(help="segmented (auto: cut at silences, batched) or sequential (faster-whisper's own) decoding.")] = "auto",
     prompt: Annotated[Optional[str], typer.Option(help="Initial prompt (spellings, context).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")] = False,
     config: ConfigOpt = None,

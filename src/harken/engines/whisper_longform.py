@@ -41,13 +41,25 @@ _APPEND = "\"'.。,，!！?？:：”)]}、"
 
 
 @dataclass(frozen=True)
-class _Decoded:
+class _Slot:
+    """One piece of one clip of the batch."""
+
+    clip: int
     piece: Piece
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    slot: _Slot
     tokens: tuple[int, ...]
     text: str
     avg_logprob: float
     no_speech_prob: float
     words: tuple[Word, ...] | None
+
+    @property
+    def piece(self) -> Piece:
+        return self.slot.piece
 
     @property
     def word_count(self) -> int:
@@ -63,16 +75,35 @@ class SegmentedDecoder:
         self.model = model
 
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
+        return self.transcribe_many([samples], options)[0]
+
+    def transcribe_many(self, clips: list[np.ndarray], options: TranscribeOptions) -> list[EngineTranscript]:
+        """Transcribe several clips with one set of options, their pieces sharing encoder batches.
+
+        Every decision (cuts, repairs) is taken per clip, so a clip's text does not depend on
+        which other clips share its batches.
+        """
+        languages = [self._language(c, options) for c in clips]
+        by_language: dict[str, list[int]] = defaultdict(list)
+        for i, (language, _) in enumerate(languages):
+            by_language[language].append(i)
+        decoded: list[_Decoded] = []
+        for language, members in by_language.items():
+            run = _Run(self.model, self._prompt(language, options), clips, options)
+            slots = [_Slot(i, p) for i in members for p in plan_pieces(clips[i])]
+            decoded += _repair_skips(run, _repair_loops(run, run.decode(slots)))
+        out = []
+        for i, (language, probability) in enumerate(languages):
+            kept = [d for d in decoded if d.slot.clip == i and d.text and not d.silent]
+            out.append(EngineTranscript(tuple(_to_segment(k, d) for k, d in enumerate(kept)), language, probability))
+        return out
+
+    def _prompt(self, language: str, options: TranscribeOptions) -> tuple[object, list[int]]:
         from faster_whisper.tokenizer import Tokenizer
 
-        language, probability = self._language(samples, options)
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task=options.task, language=language)
         previous = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
-        prompt = self.model.get_prompt(tokenizer, previous, without_timestamps=True)
-        run = _Run(self.model, tokenizer, prompt, samples, options)
-        decoded = _repair_skips(run, _repair_loops(run, run.decode(plan_pieces(samples))))
-        kept = [d for d in decoded if d.text and not d.silent]
-        return EngineTranscript(tuple(_to_segment(i, d) for i, d in enumerate(kept)), language, probability)
+        return tokenizer, self.model.get_prompt(tokenizer, previous, without_timestamps=True)
 
     def _language(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str, float]:
         if not self.model.model.is_multilingual:
@@ -87,28 +118,32 @@ def _repair_loops(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
     """Decode looping pieces again with the full 30 s window."""
     looping = [i for i, d in enumerate(decoded) if _loops(d)]
     if looping:
-        again = run.decode([decoded[i].piece for i in looping], window_s=FULL_WINDOW_S)
+        again = run.decode([decoded[i].slot for i in looping], window_s=FULL_WINDOW_S)
         for i, d in zip(looping, again):
             decoded[i] = d
     return decoded
 
 
 def _repair_skips(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
-    """Re-decode pieces with a suspiciously low word rate as smaller sub-pieces."""
-    rates = [d.word_count / d.piece.duration for d in decoded if d.text and d.piece.duration >= 2.0]
-    if not rates:
-        return decoded
-    floor = LOW_RATE_RATIO * float(np.median(rates))
+    """Re-decode pieces with a word rate well below their clip's median as smaller sub-pieces."""
+    rates: dict[int, list[float]] = defaultdict(list)
+    for d in decoded:
+        if d.text and d.piece.duration >= 2.0:
+            rates[d.slot.clip].append(d.word_count / d.piece.duration)
+    floors = {clip: LOW_RATE_RATIO * float(np.median(r)) for clip, r in rates.items()}
     suspects = [
         i for i, d in enumerate(decoded)
-        if d.piece.duration >= MIN_RATE_CHECK_S and d.word_count / d.piece.duration < floor
+        if d.slot.clip in floors
+        and d.piece.duration >= MIN_RATE_CHECK_S
+        and d.word_count / d.piece.duration < floors[d.slot.clip]
     ]
-    parts: list[Piece] = []
+    parts: list[_Slot] = []
     owner: list[int] = []
     for i in suspects:
-        sub = split_piece(run.samples, decoded[i].piece)
+        slot = decoded[i].slot
+        sub = split_piece(run.clips[slot.clip], slot.piece)
         if len(sub) > 1:
-            parts += sub
+            parts += [_Slot(slot.clip, p) for p in sub]
             owner += [i] * len(sub)
     if not parts:
         return decoded
@@ -127,32 +162,34 @@ def _repair_skips(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
 
 
 class _Run:
-    """Batched decoding of pieces of one clip with one tokenizer and prompt."""
+    """Batched decoding of pieces of several clips with one tokenizer and prompt."""
 
-    def __init__(self, model, tokenizer, prompt: list[int], samples: np.ndarray, options: TranscribeOptions) -> None:
-        self.model, self.tokenizer, self.prompt, self.samples, self.options = model, tokenizer, prompt, samples, options
+    def __init__(self, model, prompt: tuple[object, list[int]], clips: list[np.ndarray], options: TranscribeOptions) -> None:
+        self.model, self.clips, self.options = model, clips, options
+        self.tokenizer, self.prompt = prompt
         limit = model.max_length
         if options.max_new_tokens is not None:
             limit = min(limit, len(prompt) + options.max_new_tokens)
         self.max_length = limit
 
-    def decode(self, pieces: list[Piece], window_s: float | None = None) -> list[_Decoded]:
+    def decode(self, slots: list[_Slot], window_s: float | None = None) -> list[_Decoded]:
         buckets: dict[float, list[int]] = defaultdict(list)
-        for i, piece in enumerate(pieces):
-            buckets[window_s or _window(piece.duration)].append(i)
-        out: list[_Decoded | None] = [None] * len(pieces)
+        for i, slot in enumerate(slots):
+            buckets[window_s or _window(slot.piece.duration)].append(i)
+        out: list[_Decoded | None] = [None] * len(slots)
         size = self.options.batch_size
         for window, members in sorted(buckets.items()):
             for k in range(0, len(members), size):
                 batch = members[k : k + size]
-                for i, d in zip(batch, self._decode_batch([pieces[i] for i in batch], window)):
+                for i, d in zip(batch, self._decode_batch([slots[i] for i in batch], window)):
                     out[i] = d
         return out  # type: ignore[return-value]
 
-    def _decode_batch(self, pieces: list[Piece], window_s: float) -> list[_Decoded]:
+    def _decode_batch(self, slots: list[_Slot], window_s: float) -> list[_Decoded]:
+        pieces = [s.piece for s in slots]
         n_samples = int(window_s * SAMPLE_RATE)
         n_frames = int(window_s * 100)
-        clips = [p.slice(self.samples) for p in pieces]
+        clips = [s.piece.slice(self.clips[s.clip]) for s in slots]
         features = np.stack(
             [self.model.feature_extractor(np.pad(c, (0, n_samples - len(c))))[:, :n_frames] for c in clips]
         )
@@ -174,11 +211,11 @@ class _Run:
         tokens = [[t for t in r.sequences_ids[0] if t < self.tokenizer.eot] for r in results]
         words = self._align(tokens, encoded, n_frames, pieces) if opts.word_timestamps else [None] * len(pieces)
         out = []
-        for piece, result, toks, ws in zip(pieces, results, tokens, words):
+        for slot, result, toks, ws in zip(slots, results, tokens, words):
             cum = result.scores[0] * len(result.sequences_ids[0])
             out.append(
                 _Decoded(
-                    piece=piece,
+                    slot=slot,
                     tokens=tuple(toks),
                     text=self.tokenizer.decode(toks).strip(),
                     avg_logprob=float(cum / (len(result.sequences_ids[0]) + 1)),
