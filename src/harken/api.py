@@ -12,6 +12,7 @@ from typing import Any
 from harken.audio import AudioSource
 from harken.config import Settings
 from harken.errors import AudioError
+from harken.formats import file_error, file_record
 from harken.results import LanguageGuess, Transcript
 from harken.service import Service
 
@@ -67,7 +68,7 @@ def transcribe_file(
     transcript = default_service().transcribe(
         Path(path), model=model, initial_prompt=prompt, max_new_tokens=max_new_tokens, **options
     )
-    return _as_dict(str(path), transcript)
+    return file_record(str(path), transcript)
 
 
 def transcribe_files(
@@ -85,13 +86,9 @@ def transcribe_files(
         try:
             result = transcribe_file(path, model=model, prompt=prompt, max_new_tokens=max_new_tokens, **options)
         except AudioError as exc:  # anything else (model, options) is the same for every file
-            result = {"file": str(path), "error": {"type": exc.code, "message": exc.message}}
+            result = file_error(str(path), exc)
         results.append(result)
         if on_result is not None:
             on_result(result)
     return results
 
-
-def _as_dict(file: str, transcript: Transcript) -> dict[str, Any]:
-    data = transcript.to_dict()
-    return {"file": file, **data, "elapsed_sec": round(transcript.timings.total_s, 4)}

@@ -114,6 +114,32 @@ def models(
     Console().print(table)
 
 
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1; settings: server.host).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default 8000; settings: server.port).")] = None,
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the OpenAI-compatible and native HTTP routes (docs at /docs)."""
+    try:
+        import uvicorn
+
+        from harken.server import create_app
+        from harken.server.observe import setup_json_logging
+    except ImportError:
+        raise HarkenError("the server needs its extra: pip install 'harken[server]'") from None
+    settings = Settings.load(config)
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if overrides:
+        settings = settings.model_copy(update={"server": settings.server.model_copy(update=overrides)})
+    setup_json_logging(log_level)
+    app_ = create_app(settings)
+    # Our middleware writes the access log as JSON; uvicorn's own is turned off.
+    uvicorn.run(app_, host=settings.server.host, port=settings.server.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=30)
+
+
 def _progress(total: int):
     if total > 1 and sys.stderr.isatty():
         return Progress(

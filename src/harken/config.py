@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -17,7 +18,7 @@ from pydantic_settings import (
 
 from harken.errors import InvalidOptionError
 
-__all__ = ["Settings", "ModelConfig", "ResultCacheSettings", "default_cache_dir"]
+__all__ = ["Settings", "ModelConfig", "ResultCacheSettings", "SchedulerSettings", "ServerSettings", "default_cache_dir"]
 
 _config_file: ContextVar[Path | None] = ContextVar("harken_config_file", default=None)
 
@@ -41,6 +42,39 @@ class ResultCacheSettings(BaseModel):
     disk: bool = Field(False, description="also keep results on disk under cache_dir/results")
 
 
+class SchedulerSettings(BaseModel):
+    queue_size: int = Field(64, ge=1, description="requests waiting per model before new ones are refused (503)")
+    max_batch: int = Field(8, ge=1, le=64, description="requests joined into one engine call")
+    concurrency: int = Field(1, ge=1, description="worker threads per model")
+    batch_window_ms: float = Field(50.0, ge=0, description="longest wait for requests still being decoded")
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_upload_mb: float = Field(25.0, gt=0, description="largest upload accepted (413 above)")
+    rate_limit_per_minute: int = Field(0, ge=0, description="requests per API key (or client address) per minute; 0 is off")
+    request_timeout_s: float = Field(600.0, gt=0)
+    cors_origins: list[str] = Field(default_factory=list, description="empty: CORS off")
+    audit_log: Path | None = Field(None, description="JSON-lines audit trail; off when unset")
+    audit_text: bool = Field(False, description="also put result text in the audit trail")
+    keep_uploads: Path | None = Field(None, description="a directory to keep uploaded audio in; off when unset")
+    url_timeout_s: float = Field(10.0, gt=0, description="time limit for fetching an http(s) audio URL")
+    url_max_mb: float = Field(25.0, gt=0, description="largest http(s) audio accepted")
+
+
+def _split_list(value: Any) -> Any:
+    # HARKEN_API_KEYS=a,b reads better than JSON; toml and Python give real lists.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _split_paths(value: Any) -> Any:
+    # Directories also split like $PATH.
+    return _split_list(value.replace(os.pathsep, ",")) if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HARKEN_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -56,6 +90,19 @@ class Settings(BaseSettings):
     result_cache: ResultCacheSettings = Field(default_factory=ResultCacheSettings)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="bearer keys; empty: no auth")
+    api_keys_file: Path | None = Field(None, description="a file with one API key per line")
+    allowed_media_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="directories local audio paths may be read from; empty: none"
+    )
+    allowed_url_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="hosts http(s) audio may be fetched from; empty: no fetching"
+    )
+
+    _split = field_validator("api_keys", "allowed_url_domains", mode="before")(_split_list)
+    _split_dirs = field_validator("allowed_media_roots", mode="before")(_split_paths)
 
     @classmethod
     def settings_customise_sources(

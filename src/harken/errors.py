@@ -21,6 +21,13 @@ __all__ = [
     "ModelIntegrityError",
     "ModelLoadError",
     "CapabilityError",
+    "RequestError",
+    "AuthenticationError",
+    "ForbiddenError",
+    "PayloadTooLargeError",
+    "RateLimitError",
+    "QueueFullError",
+    "RequestTimeoutError",
 ]
 
 
@@ -98,3 +105,50 @@ class ModelLoadError(ModelError):
 
 class CapabilityError(ModelError):
     code = "unsupported_task"
+
+
+class RequestError(HarkenError):
+    """Errors of a request as a whole rather than of its audio or model (mostly over HTTP)."""
+
+
+class AuthenticationError(RequestError):
+    status = 401
+    code = "invalid_api_key"
+    type = "authentication_error"
+
+
+class ForbiddenError(RequestError):
+    status = 403
+    code = "forbidden"
+    type = "permission_error"
+
+
+class PayloadTooLargeError(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimitError(RequestError):
+    status = 429
+    code = "rate_limit_exceeded"
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFullError(RequestError):
+    status = 503
+    code = "queue_full"
+    type = "server_error"
+    retry_after = 1.0
+
+
+class RequestTimeoutError(RequestError):
+    """The request ran past its time limit."""
+
+    status = 503
+    code = "timeout"
+    type = "server_error"
+    retry_after = 5.0

@@ -6,10 +6,19 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from harken.errors import InvalidOptionError
+from harken.errors import HarkenError, InvalidOptionError
 from harken.results import Segment, Transcript
 
-__all__ = ["Writer", "WRITERS", "get_writer", "format_transcript"]
+__all__ = [
+    "Writer",
+    "WRITERS",
+    "get_writer",
+    "format_transcript",
+    "verbose_json",
+    "openai_json",
+    "file_record",
+    "file_error",
+]
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,21 @@ def verbose_json(t: Transcript) -> dict:
     if any(s.words for s in t.segments):
         out["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in t.segments for w in s.words or ()]
     return out
+
+
+def openai_json(t: Transcript) -> dict:
+    """The OpenAI `json` transcription object, plus harken's timings (clients ignore extra keys)."""
+    return {"text": t.text, "usage": {"type": "duration", "seconds": round(t.duration, 3)}, "timings": t.timings.to_dict()}
+
+
+def file_record(file: str, t: Transcript) -> dict:
+    """One file's result in the Python API and the native /transcribe route."""
+    return {"file": file, **t.to_dict(), "elapsed_sec": round(t.timings.total_s, 4)}
+
+
+def file_error(file: str, exc: HarkenError) -> dict:
+    """One file's failure in the same places: the others in the request still run."""
+    return {"file": file, "error": {"type": exc.code, "message": exc.message}}
 
 
 WRITERS: dict[str, Writer] = {

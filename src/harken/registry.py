@@ -123,6 +123,8 @@ class Registry:
                 self._aliases[alias] = entry.name
         for alias, target in settings.aliases.items():
             self._aliases[alias] = target
+        # OpenAI clients and examples name "whisper-1"; it means the default here.
+        self._aliases.setdefault("whisper-1", settings.default_model)
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
@@ -172,6 +174,9 @@ class Registry:
 
     def loaded_names(self) -> list[str]:
         return list(self._loaded)
+
+    def loaded(self) -> list[LoadedModel]:
+        return list(self._loaded.values())
 
     def describe(self) -> list[ModelInfo]:
         return [

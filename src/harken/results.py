@@ -58,6 +58,7 @@ class Transcript:
     model: str
     task: str = "transcribe"
     timings: Timings = field(default_factory=Timings)
+    audio_sha256: str | None = None  # of the source bytes: ties a result to its input in logs and audits
 
     @property
     def tokens_generated(self) -> int:
@@ -86,7 +87,7 @@ class Transcript:
         )
         timings = {k: v for k, v in data["timings"].items() if k != "rtf"}
         fields = {k: data[k] for k in ("text", "language", "language_probability", "duration", "model", "task")}
-        return cls(segments=segments, timings=Timings(**timings), **fields)
+        return cls(segments=segments, timings=Timings(**timings), audio_sha256=data.get("audio_sha256"), **fields)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from harken.errors import (
     NoAudioStreamError,
 )
 
-__all__ = ["SAMPLE_RATE", "Audio", "AudioSource", "load_audio"]
+__all__ = ["SAMPLE_RATE", "Audio", "AudioSource", "RawAudio", "decode_audio", "load_audio", "read_audio"]
 
 SAMPLE_RATE = 16_000
 
@@ -49,15 +49,34 @@ class Audio:
         return len(self.samples) / SAMPLE_RATE
 
 
-def load_audio(source: AudioSource, *, max_duration: float | None = None, name: str | None = None) -> Audio:
-    """Decode `source` (a path, raw bytes, a binary file object or a `data:` URL).
+@dataclass(frozen=True)
+class RawAudio:
+    """The source bytes, read and hashed but not decoded: enough for a cache lookup."""
 
-    Raises a subclass of AudioError with a plain message for anything that is not usable audio.
-    """
+    data: bytes = field(repr=False)
+    sha256: str
+    name: str | None = None
+
+
+def read_audio(source: AudioSource, *, name: str | None = None) -> RawAudio:
+    """Read `source` (a path, raw bytes, a binary file object or a `data:` URL) without decoding."""
     data, name = _read_source(source, name)
     if not data:
         raise EmptyAudioError(f"{name or 'audio'}: the file is empty")
-    sha = hashlib.sha256(data).hexdigest()
+    return RawAudio(data, hashlib.sha256(data).hexdigest(), name)
+
+
+def load_audio(source: AudioSource, *, max_duration: float | None = None, name: str | None = None) -> Audio:
+    """Read and decode `source` (a path, raw bytes, a binary file object or a `data:` URL).
+
+    Raises a subclass of AudioError with a plain message for anything that is not usable audio.
+    """
+    return decode_audio(read_audio(source, name=name), max_duration=max_duration)
+
+
+def decode_audio(raw: RawAudio, *, max_duration: float | None = None) -> Audio:
+    """Decode read bytes to float32 mono 16 kHz, keeping what is known of the source."""
+    data, name, sha = raw.data, raw.name, raw.sha256
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError:

@@ -1,0 +1,79 @@
+"""`create_app(settings)`: the FastAPI app behind `harken serve`.
+
+Middleware, outermost first: observe (metrics, audit, access log), CORS (only when origins are
+configured), security (API keys, rate limit, upload cap). Routes call the one Service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from harken import __version__
+from harken.config import Settings
+from harken.errors import HarkenError
+from harken.server import native_routes, openai_routes
+from harken.server.errors import install_error_handlers
+from harken.server.media import MediaPolicy
+from harken.server.observe import AuditLog, Metrics, ObserveMiddleware
+from harken.server.security import KeyRing, RateLimiter, SecurityMiddleware
+from harken.server.state import ServerState
+from harken.service import Service
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("harken.server")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.load()
+    keys = KeyRing.from_settings(settings)  # a bad keys file fails here, before serving
+    metrics = Metrics()
+    service = Service(settings, on_batch=metrics.on_batch)
+    metrics.watch(service)
+    state = ServerState(settings, service, MediaPolicy(settings), metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loading = asyncio.create_task(_load_default(state))
+        yield
+        loading.cancel()
+        # uvicorn has stopped taking requests and waited for open ones; finish queued work.
+        await asyncio.to_thread(service.close)
+
+    app = FastAPI(
+        title="harken",
+        version=__version__,
+        description="Offline audio understanding: OpenAI-compatible and native routes over local models.",
+        lifespan=lifespan,
+    )
+    app.state.harken = state
+    install_error_handlers(app)
+    app.include_router(openai_routes.router)
+    app.include_router(native_routes.router)
+    server = settings.server
+    app.add_middleware(
+        SecurityMiddleware,
+        keys=keys,
+        limiter=RateLimiter(server.rate_limit_per_minute),
+        max_body_bytes=int(server.max_upload_mb * 1024 * 1024),
+    )
+    if server.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=server.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    app.add_middleware(ObserveMiddleware, metrics=metrics, audit=AuditLog(server.audit_log, server.audit_text))
+    return app
+
+
+async def _load_default(state: ServerState) -> None:
+    try:
+        await asyncio.to_thread(state.service.load_model, None)
+        state.ready = True
+    except HarkenError as exc:
+        log.error("the default model did not load: %s", exc.message)
