@@ -3,8 +3,9 @@
 Model work never runs on a caller's thread (or the server's event loop). Each loaded model
 gets `concurrency` worker threads reading one queue. A worker that picks up a job takes every
 queued job with the same options along into one `transcribe_batch` call, up to `max_batch`;
-when requests for the model are still being decoded it waits up to `batch_window_ms` for
-them, so that clients arriving together are served together. A full queue refuses new work
+when requests for the model are still being decoded, or fewer are queued than the last batch
+held, it waits up to `batch_window_ms` for them, so that clients arriving together are served
+together. A full queue refuses new work
 at once (QueueFullError, a 503 with Retry-After over HTTP); a job whose caller went away is
 dropped before it costs anything.
 """
@@ -44,6 +45,7 @@ class _Worker:
         self.cond = threading.Condition()
         self.closing = False
         self.busy = 0
+        self.last_size = 1
         self.threads = [
             threading.Thread(target=self._loop, name=f"harken-{name}-{i}", daemon=True)
             for i in range(owner.concurrency)
@@ -88,10 +90,11 @@ class _Worker:
                         return None
                     self.cond.wait()
                 deadline = time.monotonic() + self.owner.batch_window_s
-                # Requests still being decoded will land here in a moment: wait for them briefly.
+                # Wait briefly for requests still being decoded, and for as many as the last batch
+                # held: clients served together tend to come back together.
                 while (
                     len(self.queue) < limit
-                    and self.owner.incoming(self.name) > 0
+                    and (self.owner.incoming(self.name) > 0 or len(self.queue) < self.last_size)
                     and (left := deadline - time.monotonic()) > 0
                 ):
                     self.cond.wait(left)
@@ -106,6 +109,7 @@ class _Worker:
                     self.queue.remove(job)
                     batch.append(job)
             self.busy += 1
+            self.last_size = len(batch)
         return batch
 
     def _run(self, batch: list[_Job]) -> None:
