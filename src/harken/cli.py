@@ -114,6 +114,67 @@ def models(
     Console().print(table)
 
 
+ChatModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, alias or checkpoint directory.")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Most tokens to generate.")]
+TextFormatOpt = Annotated[str, typer.Option("--format", "-f", help="text or json.")]
+
+
+@app.command()
+def ask(
+    file: Annotated[str, typer.Argument(help="An audio file.", show_default=False)],
+    question: Annotated[str, typer.Argument(help="What to ask about it.", show_default=False)],
+    model: ChatModelOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    fmt: TextFormatOpt = "text",
+    config: ConfigOpt = None,
+) -> None:
+    """Ask an audio-language model a question about a clip."""
+    _check_text_format(fmt)
+    result = Service(Settings.load(config)).ask(file, question, model=model, max_new_tokens=max_tokens)
+    _print_chat(result, fmt)
+
+
+@app.command()
+def caption(
+    file: Annotated[str, typer.Argument(help="An audio file.", show_default=False)],
+    model: ChatModelOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    fmt: TextFormatOpt = "text",
+    config: ConfigOpt = None,
+) -> None:
+    """Describe a clip with an audio-language model (a Captioner needs no prompt)."""
+    _check_text_format(fmt)
+    _print_chat(Service(Settings.load(config)).caption(file, model=model, max_new_tokens=max_tokens), fmt)
+
+
+@app.command()
+def analyze(
+    file: Annotated[str, typer.Argument(help="An audio file.", show_default=False)],
+    schema: Annotated[str, typer.Option(help="A built-in schema (tone) or a JSON Schema file.")] = "tone",
+    model: ChatModelOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json (the only format).")] = "json",
+    config: ConfigOpt = None,
+) -> None:
+    """A JSON analysis of a clip that always validates against the schema."""
+    if fmt != "json":
+        raise HarkenError(f"analyze writes json, not {fmt!r}", param="format")
+    result = Service(Settings.load(config)).analyze(file, schema, model=model, max_new_tokens=max_tokens)
+    _print_chat(result, "json")
+
+
+def _check_text_format(fmt: str) -> None:
+    if fmt not in ("text", "json"):
+        raise HarkenError(f"--format must be text or json, not {fmt!r}", param="format")
+
+
+def _print_chat(result, fmt: str) -> None:
+    if fmt == "text":
+        print(result.text)
+    else:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+
+
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1; settings: server.host).")] = None,

@@ -20,6 +20,7 @@ __all__ = [
     "ModelNotInstalledError",
     "ModelIntegrityError",
     "ModelLoadError",
+    "UnsupportedModelError",
     "CapabilityError",
     "RequestError",
     "AuthenticationError",
@@ -101,6 +102,12 @@ class ModelLoadError(ModelError):
     status = 503
     code = "model_load_failed"
     type = "server_error"
+
+
+class UnsupportedModelError(ModelError):
+    """A directory or checkpoint harken cannot drive (not a model, or an unsupported family)."""
+
+    code = "unsupported_model"
 
 
 class CapabilityError(ModelError):

@@ -6,6 +6,7 @@ catalogue entry, or from `[aliases]` in harken.toml), or a model directory.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Callable
 
 from harken.config import ModelConfig, Settings
 from harken.engines.base import Engine
-from harken.errors import InvalidOptionError, ModelLoadError, UnknownModelError
+from harken.errors import InvalidOptionError, ModelLoadError, UnknownModelError, UnsupportedModelError
 from harken.sources import LocalSource, PackageSource, Source, SplitPackageSource, parse_source
 
 __all__ = ["ModelEntry", "ModelInfo", "Registry", "BUILTIN_MODELS"]
@@ -98,9 +99,16 @@ def _whisper_factory(path: Path, settings: Settings, options: dict[str, object])
     )
 
 
+def _alm_factory(path: Path, settings: Settings, options: dict[str, object]) -> Engine:
+    from harken.engines.alm import AudioLanguageEngine
+
+    return AudioLanguageEngine(path, device=settings.device, options=options)
+
+
 # One entry per engine family; a new family adds its factory here and its module in engines/.
 ENGINE_FACTORIES: dict[str, Callable[[Path, Settings, dict[str, object]], Engine]] = {
     "whisper": _whisper_factory,
+    "alm": _alm_factory,
 }
 
 
@@ -207,4 +215,17 @@ def _entry_from_config(name: str, cfg: ModelConfig) -> ModelEntry:
 def _guess_engine(path: Path) -> str:
     if (path / "model.bin").is_file():
         return "whisper"
-    raise ModelLoadError(f"{path} is not a model directory harken can load (no CTranslate2 model.bin)")
+    config = path / "config.json"
+    if config.is_file():
+        from harken.engines.alm import MODEL_CLASSES
+
+        try:
+            model_type = json.loads(config.read_text()).get("model_type")
+        except (ValueError, OSError, AttributeError):
+            model_type = None
+        if model_type in MODEL_CLASSES:
+            return "alm"
+        if model_type:
+            known = ", ".join(sorted(MODEL_CLASSES))
+            raise UnsupportedModelError(f"{path.name}: model type {model_type!r} is not supported (supported: {known}, or CTranslate2 Whisper)")
+    raise UnsupportedModelError(f"{path.name} is not a model directory harken can load (no CTranslate2 model.bin or transformers config.json)")

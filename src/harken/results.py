@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["Word", "Segment", "Timings", "Transcript", "LanguageGuess"]
+__all__ = ["Word", "Segment", "Timings", "Transcript", "LanguageGuess", "ChatResult"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,35 @@ class LanguageGuess:
     all_probabilities: tuple[tuple[str, float], ...]
     model: str
     timings: Timings = field(default_factory=Timings)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """An audio-language model's answer: chat, ask, caption or analyze (with `result` parsed)."""
+
+    text: str
+    model: str
+    task: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    timings: Timings = field(default_factory=Timings)
+    result: dict[str, Any] | None = None
+    audio_sha256: tuple[str, ...] = ()
+
+    def with_timings(self, timings: Timings) -> ChatResult:
+        return replace(self, timings=timings)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["timings"] = self.timings.to_dict()
+        out["audio_sha256"] = list(self.audio_sha256)
+        if self.result is None:
+            out.pop("result")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatResult:
+        timings = Timings(**{k: v for k, v in data["timings"].items() if k != "rtf"})
+        fields_ = {k: data[k] for k in ("text", "model", "task", "finish_reason", "prompt_tokens", "completion_tokens")}
+        return cls(timings=timings, result=data.get("result"), audio_sha256=tuple(data.get("audio_sha256", ())), **fields_)

@@ -10,6 +10,7 @@ that hung up) cancels the queued engine work.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -19,13 +20,44 @@ from typing import Any
 from harken.audio import Audio, AudioSource, decode_audio, load_audio, read_audio
 from harken.config import Settings
 from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
-from harken.errors import CapabilityError
+from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart
+from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError
+from harken.tasks import CAPTION_PROMPT, analyze_prompt, load_schema, parse_analysis
 from harken.registry import LoadedModel, ModelEntry, Registry
-from harken.results import LanguageGuess, Timings, Transcript
+from harken.results import ChatResult, LanguageGuess, Timings, Transcript
 from harken.runtime.cache import ResultCache, cache_key
 from harken.runtime.scheduler import BatchHook, Scheduler
 
-__all__ = ["Service"]
+__all__ = ["Service", "ChatTurn"]
+
+
+class ChatTurn:
+    """A queued (or cached) chat answer, awaited by the server."""
+
+    def __init__(self, service: Service, begun: ChatResult | _PendingChat) -> None:
+        self._service, self._begun = service, begun
+
+    @property
+    def model(self) -> str:
+        return self._begun.model if isinstance(self._begun, ChatResult) else self._begun.entry.name
+
+    async def result(self) -> ChatResult:
+        if isinstance(self._begun, ChatResult):
+            return self._begun
+        return self._service._chat_finish(self._begun, await asyncio.wrap_future(self._begun.future))
+
+
+@dataclass
+class _PendingChat:
+    entry: ModelEntry
+    task: str
+    options: ChatOptions
+    key: str | None
+    start: float
+    decoded: float
+    audio_s: float
+    audio_sha256: tuple[str, ...]
+    future: Future
 
 
 @dataclass
@@ -105,6 +137,125 @@ class Service:
         timings = Timings(decoded - start, done - decoded, done - start, audio.duration)
         return LanguageGuess(language, probability, tuple(all_probs), entry.name, timings)
 
+    # --- audio-language tasks -------------------------------------------------------------------
+
+    def audio_part(self, source: AudioSource | Audio) -> AudioPart:
+        audio = self.load_audio(source)
+        return AudioPart(audio.samples, audio.sha256)
+
+    def chat(
+        self, messages: list[ChatMessage], *, model: str | Path | None = None, use_cache: bool = True,
+        on_text: OnText | None = None, **options: Any,
+    ) -> ChatResult:
+        """One assistant turn for a conversation whose messages may hold audio parts."""
+        return self._chat_wait(self._chat_begin(messages, model, use_cache, on_text, _chat_options(options), "chat"))
+
+    async def chat_async(
+        self, messages: list[ChatMessage], *, model: str | Path | None = None, use_cache: bool = True,
+        on_text: OnText | None = None, **options: Any,
+    ) -> ChatResult:
+        turn = await self.begin_chat_async(messages, model=model, use_cache=use_cache, on_text=on_text, **options)
+        return await turn.result()
+
+    async def begin_chat_async(
+        self, messages: list[ChatMessage], *, model: str | Path | None = None, use_cache: bool = True,
+        on_text: OnText | None = None, **options: Any,
+    ) -> ChatTurn:
+        """Check and queue a chat turn; every request error is raised here, before any answer
+        streams. Await `turn.result()` for the answer; cancelling that await cancels queued work."""
+        opts = _chat_options(options)
+        return ChatTurn(self, await asyncio.to_thread(self._chat_begin, messages, model, use_cache, on_text, opts, "chat"))
+
+    def ask(self, source: AudioSource | Audio, question: str, *, model: str | Path | None = None, **options: Any) -> ChatResult:
+        """Answer a question about a clip."""
+        if not question or not question.strip():
+            raise InvalidOptionError("the question is empty", param="question")
+        start = time.perf_counter()
+        part = self.audio_part(source)
+        messages = [ChatMessage("user", (part, TextPart(question)))]
+        return self._chat_wait(self._chat_begin(messages, model, options.pop("use_cache", True), None,
+                                                _chat_options(options), "ask", start))
+
+    def caption(self, source: AudioSource | Audio, *, model: str | Path | None = None, **options: Any) -> ChatResult:
+        """Describe a clip. A Captioner model gets the audio alone; others a captioning prompt."""
+        start = time.perf_counter()
+        part = self.audio_part(source)
+        engine = self.registry.load(model).engine
+        parts = (part,) if getattr(engine, "prompt_free_caption", False) else (part, TextPart(CAPTION_PROMPT))
+        return self._chat_wait(self._chat_begin([ChatMessage("user", parts)], model, options.pop("use_cache", True), None,
+                                                _chat_options(options), "caption", start))
+
+    def analyze(
+        self, source: AudioSource | Audio, schema: str | Path | dict[str, Any] = "tone", *,
+        model: str | Path | None = None, **options: Any,
+    ) -> ChatResult:
+        """A JSON object about the clip that validates against `schema` (built-in name, file or dict)."""
+        schema_dict = load_schema(schema)
+        start = time.perf_counter()
+        part = self.audio_part(source)
+        messages = [ChatMessage("user", (part, TextPart(analyze_prompt(schema_dict))))]
+        opts = _chat_options({**options, "json_schema": schema_dict})
+        return self._chat_wait(self._chat_begin(messages, model, options.pop("use_cache", True), None, opts, "analyze", start))
+
+    def _chat_begin(
+        self, messages: list[ChatMessage], model: str | Path | None, use_cache: bool, on_text: OnText | None,
+        options: ChatOptions, task: str, start: float | None = None,
+    ) -> ChatResult | _PendingChat:
+        start = start if start is not None else time.perf_counter()
+        decoded = time.perf_counter()
+        entry = self.registry.resolve(model)
+        loaded = self.registry.load(entry.name)
+        engine = loaded.engine
+        if Capability.CHAT not in engine.capabilities:
+            raise CapabilityError(
+                f"model {entry.name!r} cannot chat about audio; it serves /v1/audio/transcriptions and `harken transcribe`",
+                param="model",
+            )
+        parts = [p for m in messages for p in m.audio]
+        for p in parts:
+            if len(p.samples) / 16_000 > engine.window_s:
+                raise AudioTooLongError(
+                    f"audio of {len(p.samples) / 16_000:.1f} s is longer than {entry.name}'s {engine.window_s:.0f} s window"
+                )
+        audio_s = sum(len(p.samples) for p in parts) / 16_000
+        # Only a deterministic answer is worth caching: greedy decoding, or a fixed seed.
+        key = None
+        if use_cache and (options.temperature == 0 or options.seed is not None):
+            key = cache_key(entry.name, task, options.cache_key(), _conversation_key(messages))
+            if (hit := self.cache.get(key)) is not None:
+                cached = ChatResult.from_dict(hit)
+                if on_text is not None:
+                    on_text(cached.text)
+                done = time.perf_counter()
+                return cached.with_timings(Timings(decoded - start, 0.0, done - start, audio_s, cache_hit=True))
+        future = self.scheduler.submit_call(entry.name, engine, lambda: engine.chat(messages, options, on_text))
+        return _PendingChat(entry, task, options, key, start, decoded, audio_s, tuple(p.sha256 for p in parts), future)
+
+    def _chat_wait(self, begun: ChatResult | _PendingChat) -> ChatResult:
+        if isinstance(begun, ChatResult):
+            return begun
+        return self._chat_finish(begun, begun.future.result())
+
+    def _chat_finish(self, pending: _PendingChat, reply: EngineReply) -> ChatResult:
+        done = time.perf_counter()
+        result = None
+        if pending.task == "analyze" and pending.options.json_schema is not None:
+            result = parse_analysis(reply.text, json.loads(pending.options.json_schema), reply.finish_reason)
+        answer = ChatResult(
+            text=reply.text,
+            model=pending.entry.name,
+            task=pending.task,
+            finish_reason=reply.finish_reason,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            timings=Timings(pending.decoded - pending.start, done - pending.decoded, done - pending.start, pending.audio_s),
+            result=result,
+            audio_sha256=pending.audio_sha256,
+        )
+        if pending.key is not None:
+            self.cache.put(pending.key, answer.to_dict())
+        return answer
+
     def close(self) -> None:
         """Finish queued work, then free every model."""
         self.scheduler.close(drain=True)
@@ -164,3 +315,23 @@ class Service:
         if pending.key is not None:
             self.cache.put(pending.key, transcript.to_dict())
         return transcript
+
+
+def _chat_options(options: dict[str, Any]) -> ChatOptions:
+    """ChatOptions from loose keywords; `max_tokens` (the OpenAI name) means max_new_tokens."""
+    options = dict(options)
+    if "max_tokens" in options:
+        options["max_new_tokens"] = options.pop("max_tokens")
+    schema = options.pop("json_schema", None)
+    known = {"max_new_tokens", "temperature", "top_p", "top_k", "seed"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InvalidOptionError(f"unknown option {unknown[0]!r}", param=unknown[0])
+    text = schema if isinstance(schema, str) or schema is None else ChatOptions.schema_text(schema)
+    return ChatOptions(json_schema=text, **{k: v for k, v in options.items() if v is not None})
+
+
+def _conversation_key(messages: list[ChatMessage]) -> str:
+    return json.dumps(
+        [[m.role, [p.sha256 if isinstance(p, AudioPart) else p.text for p in m.parts]] for m in messages]
+    )

@@ -12,7 +12,7 @@ import numpy as np
 from harken.errors import InvalidOptionError
 from harken.results import Segment
 
-__all__ = ["Capability", "Engine", "TranscribeOptions", "EngineTranscript"]
+__all__ = ["Capability", "Engine", "SpeechEngine", "TranscribeOptions", "EngineTranscript"]
 
 
 class Capability(Flag):
@@ -89,10 +89,20 @@ class EngineTranscript:
 
 @runtime_checkable
 class Engine(Protocol):
+    """What every engine has. The methods a task needs follow from `capabilities`:
+    TRANSCRIBE/TRANSLATE -> SpeechEngine, CHAT -> engines.chat.ChatEngine."""
+
     capabilities: Capability
     window_s: float
     batches: bool
 
+    def warmup(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SpeechEngine(Engine, Protocol):
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript: ...
 
     def transcribe_batch(self, clips: list[np.ndarray], options: TranscribeOptions) -> list[EngineTranscript]:
@@ -100,7 +110,3 @@ class Engine(Protocol):
         ...
 
     def detect_language(self, samples: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]: ...
-
-    def warmup(self) -> None: ...
-
-    def close(self) -> None: ...

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harken.engines.base import Engine, EngineTranscript, TranscribeOptions
+from harken.engines.base import Engine, EngineTranscript, SpeechEngine, TranscribeOptions
 from harken.errors import QueueFullError
 
 __all__ = ["Scheduler", "BatchHook"]
@@ -32,9 +32,10 @@ BatchHook = Callable[[str, int], None]  # (model name, requests in the engine ca
 
 @dataclass
 class _Job:
-    samples: np.ndarray
-    options: TranscribeOptions
-    group: str
+    samples: np.ndarray | None
+    options: TranscribeOptions | None
+    group: str | None  # jobs of one group may share an engine call; None never shares
+    call: Callable[[], object] | None = None  # work that is not a transcription (chat)
     future: Future = field(default_factory=Future)
 
 
@@ -53,8 +54,7 @@ class _Worker:
         for t in self.threads:
             t.start()
 
-    def submit(self, samples: np.ndarray, options: TranscribeOptions) -> Future:
-        job = _Job(samples, options, options.cache_key())
+    def submit(self, job: _Job) -> Future:
         with self.cond:
             if self.closing:
                 raise QueueFullError(f"model {self.name!r} is shutting down")
@@ -105,7 +105,7 @@ class _Worker:
             for job in list(self.queue):
                 if len(batch) >= limit:
                     break
-                if job.group == first.group:
+                if first.group is not None and job.group == first.group:
                     self.queue.remove(job)
                     batch.append(job)
             self.busy += 1
@@ -115,7 +115,9 @@ class _Worker:
     def _run(self, batch: list[_Job]) -> None:
         live = [job for job in batch if job.future.set_running_or_notify_cancel()]
         try:
-            if live:
+            if live and live[0].call is not None:
+                live[0].future.set_result(live[0].call())
+            elif live:
                 if self.owner.on_batch is not None:
                     self.owner.on_batch(self.name, len(live))
                 results = self.engine.transcribe_batch([j.samples for j in live], live[0].options)
@@ -165,18 +167,25 @@ class Scheduler:
     def incoming(self, name: str) -> int:
         return self._incoming.get(name, 0)
 
-    def submit(self, name: str, engine: Engine, samples: np.ndarray, options: TranscribeOptions) -> Future:
+    def submit(self, name: str, engine: SpeechEngine, samples: np.ndarray, options: TranscribeOptions) -> Future:
         """Queue one clip for `engine`; the Future yields an EngineTranscript."""
+        return self._worker(name, engine).submit(_Job(samples, options, options.cache_key()))
+
+    def submit_call(self, name: str, engine: Engine, call: Callable[[], object]) -> Future:
+        """Queue other work for `engine` (a chat turn) behind the same queue; never batched."""
+        return self._worker(name, engine).submit(_Job(None, None, None, call))
+
+    def run(self, name: str, engine: SpeechEngine, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
+        return self.submit(name, engine, samples, options).result()
+
+    def _worker(self, name: str, engine: Engine) -> _Worker:
         with self._lock:
             worker = self._workers.get(name)
             if worker is None or worker.engine is not engine:
                 if worker is not None:
                     worker.close()
                 worker = self._workers[name] = _Worker(name, engine, self)
-        return worker.submit(samples, options)
-
-    def run(self, name: str, engine: Engine, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
-        return self.submit(name, engine, samples, options).result()
+            return worker
 
     def forget(self, name: str) -> None:
         """Stop the worker of a model being unloaded, after its queued work."""

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from harken.results import Transcript
+from harken.results import Timings
 from harken.service import Service
 
 __all__ = ["AuditInfo", "AuditLog", "Metrics", "ObserveMiddleware", "setup_json_logging"]
@@ -36,12 +36,11 @@ class AuditInfo:
     audio_s: float = 0.0
     text: list[str] = field(default_factory=list)
 
-    def add(self, t: Transcript) -> None:
-        self.model = t.model
-        if t.audio_sha256:
-            self.audio_sha256.append(t.audio_sha256)
-        self.audio_s += t.duration
-        self.text.append(t.text)
+    def add(self, model: str, audio_sha256: tuple[str, ...], audio_s: float, text: str) -> None:
+        self.model = model
+        self.audio_sha256 += audio_sha256
+        self.audio_s += audio_s
+        self.text.append(text)
 
 
 class Metrics:
@@ -68,13 +67,14 @@ class Metrics:
         """Report the service's queue depths and model load times at every scrape."""
         self.registry.register(_Live(service))
 
-    def observe(self, t: Transcript) -> None:
-        self.audio.labels(t.model, t.task).inc(t.duration)
-        if t.timings.cache_hit:
-            self.cache_hits.labels(t.model).inc()
+    def observe(self, model: str, task: str, timings: Timings) -> None:
+        self.audio.labels(model, task).inc(timings.audio_s)
+        if timings.cache_hit:
+            self.cache_hits.labels(model).inc()
         else:
-            self.cache_misses.labels(t.model).inc()
-            self.rtf.labels(t.model).observe(t.timings.rtf)
+            self.cache_misses.labels(model).inc()
+            if timings.audio_s:
+                self.rtf.labels(model).observe(timings.rtf)
 
     def on_batch(self, model: str, size: int) -> None:
         self.batch.labels(model).observe(size)

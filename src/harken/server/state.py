@@ -12,7 +12,7 @@ from fastapi import Request, UploadFile
 
 from harken.config import Settings
 from harken.errors import RequestTimeoutError
-from harken.results import Transcript
+from harken.results import ChatResult, Timings, Transcript
 from harken.server.media import MediaPolicy, named_bytes
 from harken.server.observe import AuditInfo, Metrics
 from harken.service import Service
@@ -68,12 +68,18 @@ class ServerState:
         return named_bytes(data, upload.filename)
 
     def record(self, request: Request, t: Transcript) -> dict[str, str]:
-        """Count a result for metrics and the audit trail; returns the timing headers."""
-        self.metrics.observe(t)
+        """Count a transcript for metrics and the audit trail; returns the timing headers."""
+        shas = (t.audio_sha256,) if t.audio_sha256 else ()
+        return self._record(request, t.model, t.task, t.timings, shas, t.text)
+
+    def record_chat(self, request: Request, r: ChatResult) -> dict[str, str]:
+        return self._record(request, r.model, r.task, r.timings, r.audio_sha256, r.text)
+
+    def _record(self, request: Request, model: str, task: str, tm: Timings, shas: tuple[str, ...], text: str) -> dict[str, str]:
+        self.metrics.observe(model, task, tm)
         info: AuditInfo | None = request.scope.get("state", {}).get("audit")
         if info is not None:
-            info.add(t)
-        tm = t.timings
+            info.add(model, shas, tm.audio_s, text)
         return {
             "X-Harken-Inference-S": f"{tm.inference_s:.4f}",
             "X-Harken-Total-S": f"{tm.total_s:.4f}",

@@ -1,0 +1,199 @@
+"""Audio-language models on Hugging Face transformers: Qwen2-Audio, Qwen2.5-Omni and Qwen3-Omni
+(thinkers), Audio Flamingo 3, Voxtral.
+
+The model class comes from the checkpoint's config; prompts go through the processor's own
+chat template and audio through its feature extractor, so the engine never branches on a
+model name beyond the class table. JSON output is constrained with xgrammar: the result parses
+and validates against the schema even for a random-weight model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from harken.engines.base import Capability
+from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText
+from harken.errors import CapabilityError, InvalidOptionError, ModelLoadError, UnsupportedModelError
+
+__all__ = ["AudioLanguageEngine", "MODEL_CLASSES"]
+
+# config.model_type -> transformers class. Omni checkpoints load their thinker: text out.
+MODEL_CLASSES = {
+    "qwen2_audio": "Qwen2AudioForConditionalGeneration",
+    "qwen2_5_omni": "Qwen2_5OmniThinkerForConditionalGeneration",
+    "qwen2_5_omni_thinker": "Qwen2_5OmniThinkerForConditionalGeneration",
+    "qwen3_omni_moe": "Qwen3OmniMoeThinkerForConditionalGeneration",
+    "qwen3_omni_moe_thinker": "Qwen3OmniMoeThinkerForConditionalGeneration",
+    "audioflamingo3": "AudioFlamingo3ForConditionalGeneration",
+    "voxtral": "VoxtralForConditionalGeneration",
+}
+
+_GRAMMARS_KEPT = 32
+
+
+class AudioLanguageEngine:
+    capabilities = Capability.CHAT
+    batches = False
+
+    def __init__(self, path: Path, *, device: str = "auto", options: dict[str, Any] | None = None) -> None:
+        options = options or {}
+        try:
+            import torch
+            import transformers
+            from transformers import AutoConfig, AutoProcessor
+            from transformers.utils import logging as hf_logging
+        except ImportError:
+            raise ModelLoadError("audio-language models need torch and the alm extra: pip install 'harken[alm]'") from None
+        hf_logging.disable_progress_bar()  # a loading bar on a server's stderr is noise
+        hf_logging.set_verbosity_error()
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise UnsupportedModelError(f"{path.name}: not a transformers checkpoint ({_first_line(exc)})") from None
+        class_name = MODEL_CLASSES.get(config.model_type)
+        if class_name is None:
+            known = ", ".join(sorted(MODEL_CLASSES))
+            raise UnsupportedModelError(f"{path.name}: model type {config.model_type!r} is not supported (supported: {known})")
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        try:
+            self.processor = AutoProcessor.from_pretrained(path)
+            self.model = getattr(transformers, class_name).from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+        except (OSError, ValueError, ImportError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path.name}: cannot load {class_name}: {_first_line(exc)}") from None
+        self.model.to(self.device).eval()
+        self.model_type = config.model_type
+        self.window_s = float(options.get("window_s", 30.0))
+        self.max_audio_parts = int(options.get("max_audio_parts", 8))
+        # A Captioner describes audio without being asked; other models get a captioning prompt.
+        self.prompt_free_caption = bool(options.get("captioner", "captioner" in path.name.lower()))
+        self._grammars: OrderedDict[str, Any] = OrderedDict()
+        self._tokenizer_info = None
+        self._lock = threading.Lock()  # one generate at a time per model
+
+    def warmup(self) -> None:
+        self.chat([ChatMessage("user", ())], ChatOptions(max_new_tokens=1))
+
+    def close(self) -> None:
+        self.model = None
+
+    def chat(self, messages: list[ChatMessage], options: ChatOptions, on_text: OnText | None = None) -> EngineReply:
+        import torch
+
+        audio_count = sum(len(m.audio) for m in messages)
+        if audio_count > self.max_audio_parts:
+            raise InvalidOptionError(f"at most {self.max_audio_parts} audio parts per request, got {audio_count}", param="messages")
+        inputs = self._inputs(messages)
+        prompt_len = int(inputs["input_ids"].shape[1])
+        kwargs: dict[str, Any] = dict(max_new_tokens=options.max_new_tokens, do_sample=options.temperature > 0)
+        if options.temperature > 0:
+            kwargs.update(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or None)
+        if options.json_schema is not None:
+            kwargs["logits_processor"] = [self._json_processor(options.json_schema)]
+        if on_text is not None:
+            kwargs["streamer"] = _DeltaStreamer(self.processor.tokenizer, on_text)
+        with self._lock, torch.inference_mode():
+            if options.seed is not None:
+                torch.manual_seed(options.seed)
+            out = self.model.generate(**inputs, **kwargs)
+        sequence = out[0] if not hasattr(out, "sequences") else out.sequences[0]
+        generated = sequence[prompt_len:].tolist()
+        eos = _eos_ids(self.model.generation_config)
+        finished = bool(generated) and generated[-1] in eos
+        text = self.processor.tokenizer.decode([t for t in generated if t not in eos], skip_special_tokens=True)
+        return EngineReply(text, "stop" if finished or len(generated) < options.max_new_tokens else "length",
+                           prompt_len, len(generated))
+
+    def count_audio_tokens(self, messages: list[ChatMessage]) -> int:
+        """How many prompt positions the processor gave to audio (for tests and memory estimates)."""
+        ids = self._inputs(messages)["input_ids"][0].tolist()
+        audio_id = getattr(self.processor, "audio_token_id", None)
+        if audio_id is None:
+            audio_id = self.processor.tokenizer.convert_tokens_to_ids(self.processor.audio_token)
+        return sum(1 for t in ids if t == audio_id)
+
+    def _inputs(self, messages: list[ChatMessage]):
+        conversation = [
+            {
+                "role": m.role,
+                "content": [
+                    {"type": "audio", "audio": p.samples} if isinstance(p, AudioPart) else {"type": "text", "text": p.text}
+                    for p in m.parts
+                ],
+            }
+            for m in messages
+        ]
+        try:
+            inputs = self.processor.apply_chat_template(
+                conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+                processor_kwargs={"sampling_rate": 16_000},
+            )
+        except (ValueError, TypeError) as exc:
+            raise CapabilityError(f"the model's processor refused the conversation: {_first_line(exc)}", param="messages") from None
+        return inputs.to(self.device)
+
+    def _json_processor(self, schema: str):
+        import xgrammar as xgr
+
+        with self._lock:
+            if self._tokenizer_info is None:
+                vocab = self.model.get_output_embeddings().weight.shape[0]  # padded past the tokenizer
+                self._tokenizer_info = xgr.TokenizerInfo.from_huggingface(self.processor.tokenizer, vocab_size=vocab)
+            compiled = self._grammars.get(schema)
+            if compiled is None:
+                compiler = xgr.GrammarCompiler(self._tokenizer_info)
+                # No free whitespace: a weak model would otherwise pad the object until it runs out of tokens.
+                if schema == "{}":
+                    compiled = compiler.compile_builtin_json_grammar()
+                else:
+                    try:
+                        compiled = compiler.compile_json_schema(schema, any_whitespace=False)
+                    except (RuntimeError, ValueError) as exc:
+                        raise InvalidOptionError(f"the JSON schema cannot be compiled: {_first_line(exc)}", param="response_format") from None
+                self._grammars[schema] = compiled
+                while len(self._grammars) > _GRAMMARS_KEPT:
+                    self._grammars.popitem(last=False)
+            else:
+                self._grammars.move_to_end(schema)
+        return xgr.contrib.hf.LogitsProcessor(compiled)  # a fresh matcher per generate call
+
+
+class _DeltaStreamer:
+    """A transformers streamer that hands on text deltas (whole characters only)."""
+
+    def __init__(self, tokenizer, on_text: OnText) -> None:
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.tokens: list[int] = []
+        self.sent = ""
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:  # generate() first passes the prompt
+            self.prompt_seen = True
+            return
+        self.tokens += value.reshape(-1).tolist()
+        self._emit(final=False)
+
+    def end(self) -> None:
+        self._emit(final=True)
+
+    def _emit(self, final: bool) -> None:
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if not final and text.endswith("\ufffd"):  # half a multi-byte character: wait for the rest
+            return
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            delta, self.sent = text[len(self.sent):], text
+            self.on_text(delta)
+
+
+def _eos_ids(generation_config) -> set[int]:
+    eos = generation_config.eos_token_id
+    return set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,83 @@
+"""What a chat-capable engine takes and returns: messages with text and audio parts, options."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from harken.engines.base import Engine
+from harken.errors import InvalidOptionError
+
+__all__ = ["TextPart", "AudioPart", "ChatMessage", "ChatOptions", "EngineReply", "OnText", "ChatEngine"]
+
+OnText = Callable[[str], None]  # receives text deltas while an engine generates
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class AudioPart:
+    samples: np.ndarray  # float32 mono 16 kHz
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    parts: tuple[TextPart | AudioPart, ...]
+
+    @property
+    def audio(self) -> list[AudioPart]:
+        return [p for p in self.parts if isinstance(p, AudioPart)]
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """Generation options, checked once. `json_schema` is canonical JSON text (or "{}" for any object)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    json_schema: str | None = None
+
+    def __post_init__(self) -> None:
+        _range("max_new_tokens", self.max_new_tokens, 1, 32768)
+        _range("temperature", self.temperature, 0.0, 2.0)
+        _range("top_p", self.top_p, 0.0, 1.0)
+        _range("top_k", self.top_k, 0, 10_000)
+
+    @staticmethod
+    def schema_text(schema: dict[str, Any] | None) -> str | None:
+        return None if schema is None else json.dumps(schema, separators=(",", ":"))  # key order is the answer's order
+
+    def cache_key(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class EngineReply:
+    text: str
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _range(name: str, value: Any, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise InvalidOptionError(f"{name} must be between {lo:g} and {hi:g}, not {value!r}", param=name)
+
+
+@runtime_checkable
+class ChatEngine(Engine, Protocol):
+    prompt_free_caption: bool  # a captioner describes audio unprompted
+
+    def chat(self, messages: list[ChatMessage], options: ChatOptions, on_text: OnText | None = None) -> EngineReply: ...

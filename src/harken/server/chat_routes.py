@@ -1,0 +1,226 @@
+"""`POST /v1/chat/completions` in the OpenAI shape, with audio parts, for audio-language models."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal, Union
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from harken.audio import Audio
+from harken.engines.chat import AudioPart, ChatMessage, TextPart
+from harken.errors import AudioDecodeError, HarkenError, InvalidOptionError
+from harken.results import ChatResult
+from harken.server.errors import envelope
+from harken.server.media import named_bytes
+from harken.server.state import ClientGone, ServerState, state_of
+from harken.tasks import check_schema
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["OpenAI"])
+
+
+class _Text(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class _InputAudioData(BaseModel):
+    data: str = Field(description="base64 audio bytes")
+    format: str | None = None
+
+
+class _InputAudio(BaseModel):
+    type: Literal["input_audio"]
+    input_audio: _InputAudioData
+
+
+class _AudioUrlData(BaseModel):
+    url: str
+
+
+class _AudioUrl(BaseModel):
+    type: Literal["audio_url"]
+    audio_url: _AudioUrlData
+
+
+Part = Annotated[Union[_Text, _InputAudio, _AudioUrl], Field(discriminator="type")]
+
+
+class _Message(BaseModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[Part] | None = None
+
+
+class _JsonSchema(BaseModel):
+    name: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class _ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: _JsonSchema | None = None
+
+
+class _StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    model: str | None = None
+    messages: list[_Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+    response_format: _ResponseFormat | None = None
+    audio_path: str | list[str] | None = Field(None, description="harken extension: local audio for the last user turn")
+
+
+@router.post("/chat/completions", summary="Chat with audio (OpenAI)")
+async def chat_completions(request: Request, body: ChatRequest) -> Response:
+    state = state_of(request)
+    messages = await asyncio.to_thread(_messages, state, body)
+    options: dict[str, Any] = dict(
+        max_new_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, seed=body.seed,
+        json_schema=_schema(body.response_format),
+    )
+    completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+    if body.stream:
+        return await _stream(request, state, messages, body, options, completion_id)
+    try:
+        result = await state.run(request, state.service.chat_async(messages, model=body.model, **options))
+    except ClientGone:
+        return Response(status_code=499)
+    headers = state.record_chat(request, result)
+    message = {"role": "assistant", "content": result.text}
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": result.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}],
+            "usage": _usage(result),
+            "timings": result.timings.to_dict(),
+        },
+        headers=headers,
+    )
+
+
+async def _stream(request: Request, state: ServerState, messages, body: ChatRequest, options, completion_id: str) -> Response:
+    loop = asyncio.get_running_loop()
+    deltas: asyncio.Queue[str] = asyncio.Queue()
+    # Errors in the request surface here, as a normal error response, before the stream starts.
+    turn = await state.service.begin_chat_async(
+        messages, model=body.model, on_text=lambda d: loop.call_soon_threadsafe(deltas.put_nowait, d), **options
+    )
+    created = int(time.time())
+
+    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
+        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": turn.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if usage is None else []}
+        if usage is not None:
+            data["usage"] = usage
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    async def events() -> AsyncIterator[str]:
+        answer = asyncio.ensure_future(turn.result())
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            while True:
+                getter = asyncio.ensure_future(deltas.get())
+                done, _ = await asyncio.wait({getter, answer}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield chunk({"content": getter.result()})
+                    continue
+                getter.cancel()
+                break
+            while not deltas.empty():
+                yield chunk({"content": deltas.get_nowait()})
+            try:
+                result = answer.result()
+            except HarkenError as exc:
+                yield f"data: {json.dumps(envelope(exc.message, exc.type, exc.code, exc.param))}\n\n"
+                return
+            state.record_chat(request, result)
+            yield chunk({}, finish=result.finish_reason)
+            if body.stream_options and body.stream_options.include_usage:
+                yield chunk({}, usage=_usage(result))
+            yield "data: [DONE]\n\n"
+        finally:
+            if not answer.done():  # the client went away mid-stream
+                answer.cancel()
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _messages(state: ServerState, body: ChatRequest) -> list[ChatMessage]:
+    out: list[ChatMessage] = []
+    for i, m in enumerate(body.messages):
+        role = "system" if m.role == "developer" else m.role
+        if m.content is None or isinstance(m.content, str):
+            parts: tuple = (TextPart(m.content or ""),)
+        else:
+            parts = tuple(_part(state, p, f"messages.{i}.content") for p in m.content)
+        out.append(ChatMessage(role, parts))
+    if body.audio_path:
+        paths = [body.audio_path] if isinstance(body.audio_path, str) else body.audio_path
+        users = [i for i, m in enumerate(out) if m.role == "user"]
+        if not users:
+            raise InvalidOptionError("audio_path needs a user message to attach to", param="audio_path")
+        extra = tuple(_audio(state, state.media.source(p, param="audio_path")) for p in paths)
+        last = out[users[-1]]
+        out[users[-1]] = ChatMessage("user", extra + last.parts)
+    return out
+
+
+def _part(state: ServerState, part, where: str) -> TextPart | AudioPart:
+    if isinstance(part, _Text):
+        return TextPart(part.text)
+    if isinstance(part, _InputAudio):
+        try:
+            data = base64.b64decode(part.input_audio.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise AudioDecodeError("input_audio.data is not valid base64", param=where) from None
+        return _audio(state, named_bytes(data, f"input_audio.{part.input_audio.format or 'audio'}"))
+    return _audio(state, state.media.source(part.audio_url.url, param=where))
+
+
+def _audio(state: ServerState, source) -> AudioPart:
+    audio: Audio = state.service.load_audio(source)
+    return AudioPart(audio.samples, audio.sha256)
+
+
+def _schema(fmt: _ResponseFormat | None) -> dict | None:
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return {}
+    if fmt.json_schema is None:
+        raise InvalidOptionError("response_format json_schema needs a json_schema.schema", param="response_format")
+    check_schema(fmt.json_schema.schema_)
+    return fmt.json_schema.schema_
+
+
+def _usage(result: ChatResult) -> dict:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }

@@ -1,0 +1,172 @@
+"""Audio-language models on tiny random checkpoints built here: plumbing, not quality."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+
+import jsonschema
+import numpy as np
+import openai
+import pytest
+
+from harken import Service, Settings
+from harken.engines.chat import AudioPart, ChatMessage, TextPart
+from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError, UnsupportedModelError
+from harken.tasks import BUILTIN_SCHEMAS
+from tests.live_server import live_server
+from tests.tiny_alm import BUILDERS
+
+FAMILIES = sorted(BUILDERS)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("tiny-alm")
+    return {name: str(build(root / name)) for name, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="session")
+def alm_service(cache_dir, checkpoints) -> Service:
+    models = {name: {"engine": "alm", "source": path} for name, path in checkpoints.items()}
+    return Service(Settings.load(cache_dir=cache_dir, models=models, aliases={"tier_1": "qwen2-audio"}))
+
+
+@pytest.fixture(scope="session")
+def jfk(alm_service, data_dir) -> AudioPart:
+    return alm_service.audio_part(data_dir / "jfk.flac")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_audio_token_count_matches_the_processor(alm_service, jfk, family):
+    engine = alm_service.load_model(family).engine
+    frames = int(engine.processor.feature_extractor(jfk.samples, sampling_rate=16000, return_attention_mask=True)
+                 ["attention_mask"].sum())
+    expected = ((frames - 1) // 2 + 1 - 2) // 2 + 1  # encoder stride 2, then a 2x pooling
+    assert engine.count_audio_tokens([ChatMessage("user", (jfk, TextPart("?")))]) == expected
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_ask_and_caption_generate_text(alm_service, data_dir, family):
+    answer = alm_service.ask(data_dir / "jfk.flac", "What is said?", model=family, max_new_tokens=6)
+    assert isinstance(answer.text, str) and 1 <= answer.completion_tokens <= 6
+    assert answer.task == "ask" and answer.model == family and answer.prompt_tokens > 200
+    assert answer.timings.audio_s == pytest.approx(11.0, abs=0.05) and answer.timings.inference_s > 0
+    again = alm_service.ask(data_dir / "jfk.flac", "What is said?", model=family, max_new_tokens=6)
+    assert again.text == answer.text and again.timings.cache_hit
+    caption = alm_service.caption(data_dir / "dog_bark__1-100032-A.ogg", model=family, max_new_tokens=4)
+    assert caption.task == "caption" and caption.completion_tokens <= 4
+
+
+def test_multi_turn_keeps_earlier_audio(alm_service, jfk):
+    first = [ChatMessage("user", (jfk, TextPart("Who speaks?")))]
+    reply = alm_service.chat(first, model="tier_1", max_new_tokens=4)
+    follow_up = first + [ChatMessage("assistant", (TextPart(reply.text),)), ChatMessage("user", (TextPart("And why?"),))]
+    second = alm_service.chat(follow_up, model="tier_1", max_new_tokens=4)
+    text_only = alm_service.chat([ChatMessage("user", (TextPart("And why?"),))], model="tier_1", max_new_tokens=4)
+    audio_tokens = alm_service.load_model("tier_1").engine.count_audio_tokens(first)
+    assert second.prompt_tokens >= text_only.prompt_tokens + audio_tokens
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_streaming_yields_the_answer_in_pieces(alm_service, jfk, family):
+    deltas: list[str] = []
+    result = alm_service.chat([ChatMessage("user", (jfk, TextPart("Describe it.")))], model=family, use_cache=False,
+                              on_text=deltas.append, max_new_tokens=12, temperature=1.0, seed=1)
+    assert len(deltas) >= 2 and "".join(deltas) == result.text
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_analyze_always_validates(alm_service, data_dir, family):
+    for seed in range(4):  # sampling at temperature 1 from random weights: only the grammar keeps it valid
+        result = alm_service.analyze(data_dir / "jfk.flac", "tone", model=family, temperature=1.0, seed=seed)
+        jsonschema.validate(result.result, BUILTIN_SCHEMAS["tone"])
+        assert json.loads(result.text) == result.result
+
+
+def test_analyze_with_a_schema_file_and_bad_schemas(alm_service, data_dir, tmp_path):
+    schema = {"type": "object", "properties": {"speakers": {"type": "integer", "minimum": 0, "maximum": 9},
+              "noisy": {"type": "boolean"}}, "required": ["speakers", "noisy"], "additionalProperties": False}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(schema))
+    result = alm_service.analyze(data_dir / "jfk.flac", path, model="tier_1", temperature=1.0, seed=0)
+    jsonschema.validate(result.result, schema)
+    (tmp_path / "bad.json").write_text('{"type": "nonsense"}')
+    with pytest.raises(InvalidOptionError, match="not a valid JSON Schema"):
+        alm_service.analyze(data_dir / "jfk.flac", tmp_path / "bad.json", model="tier_1")
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(InvalidOptionError, match="not valid JSON"):
+        alm_service.analyze(data_dir / "jfk.flac", tmp_path / "broken.json", model="tier_1")
+
+
+def test_bad_models_and_requests(alm_service, jfk, tmp_path, data_dir):
+    with pytest.raises(UnsupportedModelError, match="not a model directory"):
+        alm_service.ask(data_dir / "jfk.flac", "?", model=str(tmp_path))
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(UnsupportedModelError, match="'bert' is not supported"):
+        alm_service.ask(data_dir / "jfk.flac", "?", model=str(tmp_path / "bert"))
+    with pytest.raises(CapabilityError, match="cannot chat"):
+        alm_service.ask(data_dir / "jfk.flac", "?", model="tiny.en")
+    with pytest.raises(InvalidOptionError, match="at most 8 audio parts"):
+        alm_service.chat([ChatMessage("user", (jfk,) * 9)], model="tier_1")
+    long = AudioPart(np.zeros(16000 * 40, dtype=np.float32), "0" * 64)
+    with pytest.raises(AudioTooLongError, match="30 s window"):
+        alm_service.chat([ChatMessage("user", (long, TextPart("?")))], model="tier_1")
+    with pytest.raises(InvalidOptionError, match="temperature"):
+        alm_service.ask(data_dir / "jfk.flac", "?", model="tier_1", temperature=9)
+
+
+def test_chat_completions_over_http(cache_dir, checkpoints, data_dir):
+    settings = Settings.load(cache_dir=cache_dir, models={"tiny": {"engine": "alm", "source": checkpoints["qwen2-audio"]}},
+                             aliases={"tier_2": "tiny"}, allowed_media_roots=[data_dir])
+    b64 = base64.b64encode((data_dir / "jfk.flac").read_bytes()).decode()
+    audio = {"type": "input_audio", "input_audio": {"data": b64, "format": "flac"}}
+    with live_server(settings) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        messages = [{"role": "user", "content": [audio, {"type": "text", "text": "What is it?"}]}]
+        reply = client.chat.completions.create(model="tier_2", messages=messages, max_tokens=5)
+        assert reply.model == "tiny" and reply.choices[0].message.role == "assistant"
+        assert reply.usage.completion_tokens <= 5 and reply.usage.prompt_tokens > 200
+        stream = client.chat.completions.create(model="tier_2", messages=messages, max_tokens=10, temperature=1.0,
+                                                seed=7, stream=True, stream_options={"include_usage": True})
+        chunks = list(stream)
+        pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+        assert len(pieces) >= 2 and chunks[-1].usage.completion_tokens <= 10
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+        schema = {"type": "object", "properties": {"mood": {"enum": ["calm", "angry"]}}, "required": ["mood"],
+                  "additionalProperties": False}
+        structured = client.chat.completions.create(
+            model="tier_2", messages=messages, temperature=1.0, seed=3,
+            response_format={"type": "json_schema", "json_schema": {"name": "mood", "schema": schema}},
+        )
+        jsonschema.validate(json.loads(structured.choices[0].message.content), schema)
+        url_part = {"type": "audio_url", "audio_url": {"url": f"file://{data_dir / 'jfk.flac'}"}}
+        by_url = client.chat.completions.create(model="tier_2", messages=[{"role": "user", "content": [url_part]}], max_tokens=3)
+        assert by_url.usage.prompt_tokens > 200
+        text_only = client.chat.completions.create(model="tier_2", messages=[{"role": "user", "content": "hello"}], max_tokens=3)
+        assert text_only.usage.prompt_tokens < 50
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model="tier_2", messages=[{"role": "user", "content": [
+                {"type": "audio_url", "audio_url": {"url": "file:///etc/hostname"}}]}])
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="whisper-1", messages=[{"role": "user", "content": "hi"}])
+        assert "/v1/audio/transcriptions" in caught.value.body["message"]
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="tier_2", messages=messages, response_format={
+                "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}})
+
+
+def test_cli_ask_and_analyze(checkpoints, data_dir, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "harken", *args], capture_output=True, text=True, timeout=300)
+
+    out = run("analyze", str(data_dir / "jfk.flac"), "--model", checkpoints["audioflamingo3"])
+    assert out.returncode == 0, out.stderr
+    jsonschema.validate(json.loads(out.stdout)["result"], BUILTIN_SCHEMAS["tone"])
+    out = run("ask", str(data_dir / "jfk.flac"), "Who?", "--model", checkpoints["qwen2-audio"], "--max-tokens", "3", "--format", "json")
+    assert out.returncode == 0 and {"text", "model", "timings"} <= set(json.loads(out.stdout))
+    bad = run("analyze", str(data_dir / "jfk.flac"), "--schema", str(tmp_path / "nope.json"), "--model", checkpoints["qwen2-audio"])
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("harken: error:")
