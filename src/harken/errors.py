@@ -22,6 +22,7 @@ __all__ = [
     "ModelLoadError",
     "UnsupportedModelError",
     "CapabilityError",
+    "UpstreamError",
     "RequestError",
     "AuthenticationError",
     "ForbiddenError",
@@ -112,6 +113,14 @@ class UnsupportedModelError(ModelError):
 
 class CapabilityError(ModelError):
     code = "unsupported_task"
+
+
+class UpstreamError(ModelError):
+    """Every upstream of a remote model failed or broke off."""
+
+    status = 503
+    code = "upstream_unavailable"
+    type = "server_error"
 
 
 class RequestError(HarkenError):

@@ -16,7 +16,7 @@ from typing import Callable
 from harken.config import ModelConfig, Settings
 from harken.engines.base import Engine
 from harken.errors import InvalidOptionError, ModelLoadError, UnknownModelError, UnsupportedModelError
-from harken.sources import LocalSource, PackageSource, Source, SplitPackageSource, parse_source
+from harken.sources import LocalSource, PackageSource, RemoteSource, Source, SplitPackageSource, parse_source
 
 __all__ = ["ModelEntry", "ModelInfo", "Registry", "BUILTIN_MODELS"]
 
@@ -83,7 +83,7 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
 )
 
 
-def _whisper_factory(path: Path, settings: Settings, options: dict[str, object]) -> Engine:
+def _whisper_factory(entry: ModelEntry, path: Path | None, settings: Settings, options: dict[str, object]) -> Engine:
     from harken.engines.whisper import WhisperEngine
 
     device = settings.device
@@ -99,16 +99,25 @@ def _whisper_factory(path: Path, settings: Settings, options: dict[str, object])
     )
 
 
-def _alm_factory(path: Path, settings: Settings, options: dict[str, object]) -> Engine:
+def _alm_factory(entry: ModelEntry, path: Path | None, settings: Settings, options: dict[str, object]) -> Engine:
     from harken.engines.alm import AudioLanguageEngine
 
     return AudioLanguageEngine(path, device=settings.device, options=options)
 
 
+def _remote_factory(entry: ModelEntry, path: Path | None, settings: Settings, options: dict[str, object]) -> Engine:
+    from harken.engines.remote import RemoteEngine
+
+    if not isinstance(entry.source, RemoteSource):
+        raise InvalidOptionError(f"model {entry.name!r}: the remote engine needs http(s) base URLs as its source", param="model")
+    return RemoteEngine(entry.source.urls, default_model=entry.name, options=options)
+
+
 # One entry per engine family; a new family adds its factory here and its module in engines/.
-ENGINE_FACTORIES: dict[str, Callable[[Path, Settings, dict[str, object]], Engine]] = {
+ENGINE_FACTORIES: dict[str, Callable[[ModelEntry, Path | None, Settings, dict[str, object]], Engine]] = {
     "whisper": _whisper_factory,
     "alm": _alm_factory,
+    "remote": _remote_factory,
 }
 
 
@@ -164,7 +173,7 @@ class Registry:
                 raise InvalidOptionError(f"model {entry.name!r} names unknown engine {entry.engine!r}", param="model")
             start = time.perf_counter()
             path = entry.source.resolve(self.settings.cache_dir)
-            engine = factory(path, self.settings, dict(entry.options))
+            engine = factory(entry, path, self.settings, dict(entry.options))
             if self.settings.warmup:
                 engine.warmup()
             loaded = LoadedModel(entry, engine, time.perf_counter() - start)

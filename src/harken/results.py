@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["Word", "Segment", "Timings", "Transcript", "LanguageGuess", "ChatResult"]
+__all__ = ["Word", "Segment", "Timings", "Transcript", "LanguageGuess", "ChatResult", "WindowAnswer"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,16 @@ class LanguageGuess:
 
 
 @dataclass(frozen=True)
+class WindowAnswer:
+    """A long clip's window and what the model said of it."""
+
+    start: float
+    end: float
+    text: str
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class ChatResult:
     """An audio-language model's answer: chat, ask, caption or analyze (with `result` parsed)."""
 
@@ -112,6 +122,7 @@ class ChatResult:
     timings: Timings = field(default_factory=Timings)
     result: dict[str, Any] | None = None
     audio_sha256: tuple[str, ...] = ()
+    windows: tuple[WindowAnswer, ...] = ()  # set when a long clip was answered window by window
 
     def with_timings(self, timings: Timings) -> ChatResult:
         return replace(self, timings=timings)
@@ -122,10 +133,14 @@ class ChatResult:
         out["audio_sha256"] = list(self.audio_sha256)
         if self.result is None:
             out.pop("result")
+        if not self.windows:
+            out.pop("windows")
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChatResult:
         timings = Timings(**{k: v for k, v in data["timings"].items() if k != "rtf"})
         fields_ = {k: data[k] for k in ("text", "model", "task", "finish_reason", "prompt_tokens", "completion_tokens")}
-        return cls(timings=timings, result=data.get("result"), audio_sha256=tuple(data.get("audio_sha256", ())), **fields_)
+        windows = tuple(WindowAnswer(**w) for w in data.get("windows", ()))
+        return cls(timings=timings, result=data.get("result"), audio_sha256=tuple(data.get("audio_sha256", ())),
+                   windows=windows, **fields_)

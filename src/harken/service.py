@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart
 from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError
 from harken.tasks import CAPTION_PROMPT, analyze_prompt, load_schema, parse_analysis
+from harken.windows import map_reduce
 from harken.registry import LoadedModel, ModelEntry, Registry
 from harken.results import ChatResult, LanguageGuess, Timings, Transcript
 from harken.runtime.cache import ResultCache, cache_key
@@ -167,35 +168,46 @@ class Service:
         return ChatTurn(self, await asyncio.to_thread(self._chat_begin, messages, model, use_cache, on_text, opts, "chat"))
 
     def ask(self, source: AudioSource | Audio, question: str, *, model: str | Path | None = None, **options: Any) -> ChatResult:
-        """Answer a question about a clip."""
+        """Answer a question about a clip (windows of a long clip answered, then merged)."""
         if not question or not question.strip():
             raise InvalidOptionError("the question is empty", param="question")
-        start = time.perf_counter()
-        part = self.audio_part(source)
-        messages = [ChatMessage("user", (part, TextPart(question)))]
-        return self._chat_wait(self._chat_begin(messages, model, options.pop("use_cache", True), None,
-                                                _chat_options(options), "ask", start))
+        return self._audio_task("ask", source, model, options, question)
 
     def caption(self, source: AudioSource | Audio, *, model: str | Path | None = None, **options: Any) -> ChatResult:
         """Describe a clip. A Captioner model gets the audio alone; others a captioning prompt."""
-        start = time.perf_counter()
-        part = self.audio_part(source)
-        engine = self.registry.load(model).engine
-        parts = (part,) if getattr(engine, "prompt_free_caption", False) else (part, TextPart(CAPTION_PROMPT))
-        return self._chat_wait(self._chat_begin([ChatMessage("user", parts)], model, options.pop("use_cache", True), None,
-                                                _chat_options(options), "caption", start))
+        return self._audio_task("caption", source, model, options, None)
 
     def analyze(
         self, source: AudioSource | Audio, schema: str | Path | dict[str, Any] = "tone", *,
         model: str | Path | None = None, **options: Any,
     ) -> ChatResult:
-        """A JSON object about the clip that validates against `schema` (built-in name, file or dict)."""
+        """A JSON object about the clip that validates against `schema` (built-in name, file or dict);
+        a long clip is analysed per window and the answers aggregated."""
         schema_dict = load_schema(schema)
+        return self._audio_task("analyze", source, model, options, analyze_prompt(schema_dict), schema_dict)
+
+    def _audio_task(
+        self, task: str, source: AudioSource | Audio, model: str | Path | None, options: dict[str, Any],
+        prompt: str | None, schema: dict[str, Any] | None = None,
+    ) -> ChatResult:
         start = time.perf_counter()
-        part = self.audio_part(source)
-        messages = [ChatMessage("user", (part, TextPart(analyze_prompt(schema_dict))))]
-        opts = _chat_options({**options, "json_schema": schema_dict})
-        return self._chat_wait(self._chat_begin(messages, model, options.pop("use_cache", True), None, opts, "analyze", start))
+        options = dict(options)
+        use_cache = options.pop("use_cache", True)
+        opts = _chat_options({**options, "json_schema": schema} if schema is not None else options)
+        audio = self.load_audio(source)
+        engine = self.registry.load(model).engine
+        if task == "caption" and not getattr(engine, "prompt_free_caption", False):
+            prompt = CAPTION_PROMPT
+
+        def turn(parts: tuple[AudioPart | TextPart, ...], turn_options: ChatOptions = opts) -> ChatResult:
+            begun = self._chat_begin([ChatMessage("user", parts)], model, use_cache, None, turn_options, task, start)
+            return self._chat_wait(begun)
+
+        window = getattr(engine, "window_s", 30.0)
+        if audio.duration <= window:
+            parts = (AudioPart(audio.samples, audio.sha256),) + (() if prompt is None else (TextPart(prompt),))
+            return turn(parts)
+        return map_reduce(audio, window, task, prompt, schema, turn, lambda text: turn((TextPart(text),), replace(opts, json_schema=None)), start)
 
     def _chat_begin(
         self, messages: list[ChatMessage], model: str | Path | None, use_cache: bool, on_text: OnText | None,

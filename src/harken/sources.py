@@ -19,14 +19,15 @@ from typing import Protocol
 
 from harken.errors import ModelIntegrityError, ModelNotInstalledError
 
-__all__ = ["Source", "PackageSource", "SplitPackageSource", "LocalSource", "HubSource", "parse_source"]
+__all__ = ["Source", "PackageSource", "SplitPackageSource", "LocalSource", "HubSource", "RemoteSource", "parse_source"]
 
 
 class Source(Protocol):
     def installed(self) -> bool: ...
 
-    def resolve(self, cache_dir: Path) -> Path:
-        """Return a local directory holding the model, verifying pinned files once."""
+    def resolve(self, cache_dir: Path) -> Path | None:
+        """Return a local directory holding the model, verifying pinned files once
+        (None for a model that has no local files: a remote upstream)."""
         ...
 
     def size_bytes(self) -> int | None: ...
@@ -171,6 +172,22 @@ class LocalSource:
 
 
 @dataclass(frozen=True)
+class RemoteSource:
+    """One or more OpenAI-compatible upstreams (vLLM, another harken) serving the model."""
+
+    urls: tuple[str, ...]
+
+    def installed(self) -> bool:
+        return True
+
+    def resolve(self, cache_dir: Path) -> None:
+        return None
+
+    def size_bytes(self) -> int | None:
+        return None
+
+
+@dataclass(frozen=True)
 class HubSource:
     """A Hugging Face hub repository: the local cache when offline, a download when online."""
 
@@ -211,7 +228,10 @@ class HubSource:
 
 
 def parse_source(text: str, base: Path | None = None) -> Source:
-    """`package:MODULE[/SUBDIR]`, `hf:ORG/REPO`, a directory path, or ORG/REPO."""
+    """`package:MODULE[/SUBDIR]`, `hf:ORG/REPO`, http(s) base URLs (comma-separated), a directory
+    path, or ORG/REPO."""
+    if text.startswith(("http://", "https://")):
+        return RemoteSource(tuple(u.strip().rstrip("/") for u in text.split(",") if u.strip()))
     if text.startswith("package:"):
         module, _, subdir = text[len("package:") :].partition("/")
         return PackageSource(module, subdir or ".", extra=module)
