@@ -176,6 +176,40 @@ def _print_chat(result, fmt: str) -> None:
 
 
 @app.command()
+def speak(
+    text: Annotated[str, typer.Argument(help="What to say, or - to read standard input.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Audio file to write.")],
+    voice: Annotated[Optional[str], typer.Option(help="A voice from `harken voices` (default: the embedded one).")] = None,
+    speed: Annotated[float, typer.Option(help="0.25 to 4.")] = 1.0,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="mp3, opus, aac, flac, wav or pcm; default from the extension.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Speak text offline into an audio file."""
+    if text == "-":
+        text = sys.stdin.read()
+    name = fmt or output.suffix.lstrip(".").lower().replace("ogg", "opus") or "wav"
+    speech = Service(Settings.load(config)).speak(text, voice=voice, speed=speed, format=name)
+    _write_atomic_bytes(output, speech.data)  # written only once synthesis succeeded
+    err.print(f"{output}: {speech.duration:.1f} s of {speech.voice}, {speech.format}", markup=False)
+
+
+@app.command()
+def voices(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List the voices harken can speak with."""
+    infos = [i for i in Service(Settings.load(config)).registry.describe() if i.engine == "piper"]
+    if as_json:
+        print(json.dumps([info.__dict__ for info in infos], indent=2))
+        return
+    table = Table("name", "aliases", "installed", "description")
+    for i in infos:
+        table.add_row(i.name, ", ".join(i.aliases), "yes" if i.installed else "no", i.description)
+    Console().print(table)
+
+
+@app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1; settings: server.host).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default 8000; settings: server.port).")] = None,
@@ -216,6 +250,14 @@ class _NoProgress:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _write_atomic_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def _write_atomic(path: Path, text: str) -> None:

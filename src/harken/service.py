@@ -12,20 +12,25 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harken.audio import Audio, AudioSource, decode_audio, load_audio, read_audio
+from harken.audio.encode import encode, encode_stream, get_speech_format
 from harken.config import Settings
 from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
+from harken.engines.piper import SpeakOptions, check_text
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart
 from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError
 from harken.tasks import CAPTION_PROMPT, analyze_prompt, load_schema, parse_analysis
 from harken.windows import map_reduce
 from harken.registry import LoadedModel, ModelEntry, Registry
-from harken.results import ChatResult, LanguageGuess, Timings, Transcript
+from harken.results import ChatResult, LanguageGuess, SpeechAudio, Timings, Transcript
 from harken.runtime.cache import ResultCache, cache_key
 from harken.runtime.scheduler import BatchHook, Scheduler
 
@@ -267,6 +272,38 @@ class Service:
         if pending.key is not None:
             self.cache.put(pending.key, answer.to_dict())
         return answer
+
+    # --- speech out ----------------------------------------------------------------------------
+
+    def speak(self, text: str, *, voice: str | Path | None = None, speed: float = 1.0, format: str = "wav") -> SpeechAudio:
+        """Text to encoded speech with a Piper voice (the embedded one by default)."""
+        start = time.perf_counter()
+        fmt = get_speech_format(format)
+        engine, entry = self._voice(voice)
+        chunks = list(engine.speak(text, SpeakOptions(speed)))
+        synthesised = time.perf_counter()
+        rate = chunks[0].rate if chunks else engine.rate
+        samples = np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)
+        data = encode(samples, rate, fmt)
+        done = time.perf_counter()
+        duration = len(samples) / rate
+        return SpeechAudio(data, fmt.name, fmt.media_type, fmt.rate or rate, round(duration, 3), entry.name,
+                           Timings(done - synthesised, synthesised - start, done - start, duration))
+
+    def speak_stream(
+        self, text: str, *, voice: str | Path | None = None, speed: float = 1.0, format: str = "wav"
+    ) -> Iterator[bytes]:
+        """Encoded speech sentence by sentence. Every request error is raised here, before the
+        first byte; iterate the result to synthesise."""
+        fmt = get_speech_format(format)
+        engine, _ = self._voice(voice)
+        options = SpeakOptions(speed)
+        check_text(text)
+        return encode_stream((c.samples for c in engine.speak(text, options)), engine.rate, fmt)
+
+    def _voice(self, voice: str | Path | None) -> tuple[Any, ModelEntry]:
+        entry = self.registry.resolve_voice(voice)
+        return self.registry.load(entry.name).engine, entry
 
     def close(self) -> None:
         """Finish queued work, then free every model."""

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from harken import __version__
 from harken.config import Settings
 from harken.errors import HarkenError
-from harken.server import chat_routes, native_routes, openai_routes
+from harken.server import chat_routes, native_routes, openai_routes, speech_routes
 from harken.server.errors import install_error_handlers
 from harken.server.media import MediaPolicy
 from harken.server.observe import AuditLog, Metrics, ObserveMiddleware
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai_routes.router)
     app.include_router(chat_routes.router)
+    app.include_router(speech_routes.router)
     app.include_router(native_routes.router)
     server = settings.server
     app.add_middleware(

@@ -76,6 +76,11 @@ class _StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class _AudioOut(BaseModel):
+    voice: str | None = None
+    format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "wav"
+
+
 class ChatRequest(BaseModel):
     model: str | None = None
     messages: list[_Message] = Field(min_length=1)
@@ -89,6 +94,8 @@ class ChatRequest(BaseModel):
     stream_options: _StreamOptions | None = None
     response_format: _ResponseFormat | None = None
     audio_path: str | list[str] | None = Field(None, description="harken extension: local audio for the last user turn")
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: _AudioOut | None = None
 
 
 @router.post("/chat/completions", summary="Chat with audio (OpenAI)")
@@ -101,6 +108,11 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
         json_schema=_schema(body.response_format),
     )
     completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+    spoken = body.modalities is not None and "audio" in body.modalities
+    if spoken and body.stream:
+        raise InvalidOptionError("spoken answers are not streamed yet; ask without stream", param="stream")
+    if spoken:
+        state.service.registry.resolve_voice(body.audio.voice if body.audio else None)  # a bad voice fails first
     if body.stream:
         return await _stream(request, state, messages, body, options, completion_id)
     try:
@@ -108,7 +120,9 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
     except ClientGone:
         return Response(status_code=499)
     headers = state.record_chat(request, result)
-    message = {"role": "assistant", "content": result.text}
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if spoken:
+        message["audio"] = await asyncio.to_thread(_speak, state, result.text, body.audio or _AudioOut())
     return JSONResponse(
         {
             "id": completion_id,
@@ -216,6 +230,17 @@ def _schema(fmt: _ResponseFormat | None) -> dict | None:
         raise InvalidOptionError("response_format json_schema needs a json_schema.schema", param="response_format")
     check_schema(fmt.json_schema.schema_)
     return fmt.json_schema.schema_
+
+
+def _speak(state: ServerState, text: str, audio: _AudioOut) -> dict:
+    """The answer spoken, in OpenAI's `message.audio` shape."""
+    speech = state.service.speak(text or "…", voice=audio.voice, format=audio.format)
+    return {
+        "id": "audio_" + uuid.uuid4().hex[:24],
+        "data": base64.b64encode(speech.data).decode(),
+        "expires_at": int(time.time()) + 3600,
+        "transcript": text,
+    }
 
 
 def _usage(result: ChatResult) -> dict:

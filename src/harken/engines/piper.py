@@ -1,0 +1,76 @@
+"""Piper neural text-to-speech (ONNX, CPU), one sentence at a time so answers can stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harken.engines.base import Capability
+from harken.errors import InvalidOptionError, ModelLoadError, UnsupportedModelError
+
+__all__ = ["PiperEngine", "SpeakOptions", "SpeechChunk", "MAX_INPUT_CHARS"]
+
+MAX_INPUT_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class SpeakOptions:
+    speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.speed, bool) or not isinstance(self.speed, (int, float)) or not 0.25 <= self.speed <= 4.0:
+            raise InvalidOptionError(f"speed must be between 0.25 and 4, not {self.speed!r}", param="speed")
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    samples: np.ndarray  # float32 mono in [-1, 1]
+    rate: int
+    text: str  # the sentence's phonemes, joined: what this chunk says
+
+
+def check_text(text: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidOptionError("the text to speak is empty", param="input")
+    if len(text) > MAX_INPUT_CHARS:
+        raise InvalidOptionError(f"the text is {len(text)} characters; the limit is {MAX_INPUT_CHARS}", param="input")
+    return text
+
+
+class PiperEngine:
+    capabilities = Capability.SPEAK
+    window_s = 0.0
+    batches = False
+
+    def __init__(self, path: Path) -> None:
+        try:
+            from piper import PiperVoice
+        except ImportError:
+            raise ModelLoadError("speech needs the tts extra: pip install 'harken[tts]'") from None
+        models = sorted(path.glob("*.onnx"))
+        if not models or not Path(str(models[0]) + ".json").is_file():
+            raise UnsupportedModelError(f"{path.name}: not a Piper voice directory (an .onnx with its .onnx.json)")
+        try:
+            self.voice = PiperVoice.load(models[0], config_path=str(models[0]) + ".json")
+        except Exception as exc:  # onnxruntime raises its own types
+            raise ModelLoadError(f"{models[0].name}: cannot load the voice: {str(exc).splitlines()[0][:200]}") from None
+        self.rate = int(self.voice.config.sample_rate)
+        self.name = models[0].stem
+
+    def warmup(self) -> None:
+        next(iter(self.speak("Ready.", SpeakOptions())), None)
+
+    def close(self) -> None:
+        self.voice = None
+
+    def speak(self, text: str, options: SpeakOptions) -> Iterator[SpeechChunk]:
+        """One chunk per sentence, as each is synthesised."""
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(length_scale=1.0 / options.speed)
+        for chunk in self.voice.synthesize(check_text(text), syn_config=config):
+            yield SpeechChunk(np.asarray(chunk.audio_float_array, dtype=np.float32), chunk.sample_rate,
+                              "".join(chunk.phonemes))
