@@ -9,6 +9,7 @@ from harken.audio import Audio, load_audio
 from harken.config import Settings
 from harken.engines.base import TranscribeOptions
 from harken.errors import HarkenError
+from harken.evaluation import EvalReport, evaluate, evaluate_folder
 from harken.results import LanguageGuess, Segment, Timings, Transcript, Word
 from harken.service import Service
 
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Audio",
+    "EvalReport",
     "HarkenError",
     "LanguageGuess",
     "Model",
@@ -26,6 +28,8 @@ __all__ = [
     "TranscribeOptions",
     "Transcript",
     "Word",
+    "evaluate",
+    "evaluate_folder",
     "load_audio",
     "load_model",
     "transcribe_file",

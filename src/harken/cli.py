@@ -209,6 +209,44 @@ def voices(
     Console().print(table)
 
 
+@app.command("eval")
+def eval_(
+    data: Annotated[str, typer.Argument(help="A folder (audio/ + labels/), a .jsonl manifest or a .csv.", show_default=False)],
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to score; repeat to compare.")] = None,
+    task: Annotated[str, typer.Option(help="asr, exact, lid or classify.")] = "asr",
+    normalizer: Annotated[str, typer.Option(help="english, basic or none (asr and exact).")] = "english",
+    labels: Annotated[Optional[Path], typer.Option(help="Label folder, when DATA is just the audio folder.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per answer.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the JSON report here.")] = None,
+    html_path: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained HTML report with plots.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score one or more models on labelled audio: WER/CER, exact match, accuracy, latency."""
+    from harken.evaluation import evaluate, load_dataset
+    from harken.evaluation.report import write_html, write_json
+
+    dataset = load_dataset(data, labels)
+    service = Service(Settings.load(config))
+    reports = []
+    for name in model or [None]:
+        with _progress(len(dataset.examples) + 1) as progress:
+            job = progress.add_task(f"evaluating {name or 'default'}", total=len(dataset.examples)) if progress else None
+            reports.append(evaluate(dataset, model=name, task=task, normalizer=normalizer, max_new_tokens=max_new_tokens,
+                                    service=service, on_clip=(lambda _: progress.advance(job)) if progress else None))
+    for problem in dataset.problems:
+        err.print(f"harken: warning: {problem}", markup=False)
+    keys = [k for k in ("count", "failed", "wer", "cer", "accuracy", "macro_f1", "f1", "latency_p50_s", "rtf")
+            if k in reports[0].summary]
+    table = Table("model", *keys)
+    for r in reports:
+        table.add_row(r.model, *(f"{r.summary[k]:.4f}" if isinstance(r.summary[k], float) else str(r.summary[k]) for k in keys))
+    Console().print(table)
+    if output is not None:
+        write_json(reports, output)
+    if html_path is not None:
+        write_html(reports, html_path)
+
+
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1; settings: server.host).")] = None,

@@ -34,8 +34,21 @@ class MediaPolicy:
         self.url_timeout_s = settings.server.url_timeout_s
         self.url_max_bytes = int(settings.server.url_max_mb * 1024 * 1024)
 
+    def local_dir(self, value: str, *, param: str = "path") -> Path:
+        """Like local_path, for a folder."""
+        real = self._inside_roots(value, param)
+        if not real.is_dir():
+            raise AudioNotFoundError(f"{value!r}: no such folder", param=param)
+        return real
+
     def local_path(self, value: str, *, param: str = "path") -> Path:
         """The real path behind `value` (a path or file:// URL) if it lies under an allowed root."""
+        real = self._inside_roots(value, param)
+        if not real.is_file():
+            raise AudioNotFoundError(f"{value!r}: no such file", param=param)
+        return real
+
+    def _inside_roots(self, value: str, param: str) -> Path:
         raw = unquote(urlparse(value).path) if value.startswith("file://") else value
         if not self.roots:
             raise ForbiddenError("reading local paths is turned off on this server (no allowed media roots)", param=param)
@@ -44,8 +57,6 @@ class MediaPolicy:
         real = Path(os.path.realpath(raw))
         if not any(real == root or real.is_relative_to(root) for root in self.roots):
             raise ForbiddenError(f"{value!r} is outside the allowed media roots", param=param)
-        if not real.is_file():
-            raise AudioNotFoundError(f"{value!r}: no such file", param=param)
         return real
 
     def source(self, value: str, *, param: str = "path") -> AudioSource:

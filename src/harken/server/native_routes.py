@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -75,6 +76,34 @@ async def transcribe(request: Request, body: TranscribeRequest) -> Response:
         if isinstance(outcome, BaseException):
             raise outcome  # a model or option problem is the same for every file: fail the request
     return JSONResponse({"results": outcomes})
+
+
+class EvaluateRequest(BaseModel):
+    audio_dir: str
+    gt_dir: str
+    model: str | None = None
+    max_new_tokens: int | None = Field(None, ge=1, le=4096)
+    match_mode: str = Field("exact", description="exact or wer")
+    normalizer: str = "english"
+
+
+@router.post("/evaluate", summary="Score a model on a folder of clips and a folder of labels")
+async def evaluate_route(request: Request, body: EvaluateRequest) -> JSONResponse:
+    from harken.evaluation import evaluate_folder
+
+    state = state_of(request)
+    audio_dir = state.media.local_dir(body.audio_dir, param="audio_dir")
+    gt_dir = state.media.local_dir(body.gt_dir, param="gt_dir")
+    report = await state.run(request, asyncio.to_thread(
+        evaluate_folder, audio_dir, gt_dir, model=body.model, max_new_tokens=body.max_new_tokens,
+        match_mode=body.match_mode, normalizer=body.normalizer, service=state.service,
+    ))
+    data = report.to_dict()
+    # Paths come back as the client named them, never as resolved server paths.
+    for detail in data["details"]:
+        detail["path"] = body.audio_dir.rstrip("/") + "/" + Path(detail["path"]).relative_to(audio_dir).as_posix()
+    data["dataset"] = body.audio_dir
+    return JSONResponse(data)
 
 
 def _source(state: ServerState, path: str):

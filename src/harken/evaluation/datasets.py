@@ -1,0 +1,129 @@
+"""Labelled audio in three layouts: a folder pair, a JSON-lines manifest, a CSV.
+
+- folder pair: audio files in one folder (searched recursively) and one UTF-8 `.txt` per clip,
+  with the same stem, in another (DATA/audio + DATA/labels, or two folders given apart); a
+  multi-line label is joined with spaces;
+- JSON lines: one object per line with `path` (absolute or relative to the manifest),
+  `reference`, and optionally `task` and `language`;
+- CSV with the same columns and a header row.
+
+What cannot be used (a clip without a label, a label without a clip, a bad line, a label that
+is not UTF-8) is reported in `problems` and skipped; only a dataset with nothing usable, or a
+missing folder or file, is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harken.errors import InvalidOptionError
+
+__all__ = ["Example", "Dataset", "load_dataset", "AUDIO_SUFFIXES"]
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".webm", ".aiff", ".aif", ".mp4"}
+
+
+@dataclass(frozen=True)
+class Example:
+    path: Path
+    reference: str
+    task: str | None = None
+    language: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+
+@dataclass
+class Dataset:
+    source: str
+    examples: list[Example]
+    problems: list[str] = field(default_factory=list)
+
+
+def load_dataset(data: str | Path, labels: str | Path | None = None) -> Dataset:
+    """A dataset from a folder pair, a .jsonl manifest or a .csv (see the module notes)."""
+    path = Path(data)
+    if labels is not None:
+        return _checked(_folder_pair(path, Path(labels)))
+    if path.is_dir():
+        audio, gt = path / "audio", path / "labels"
+        if not (audio.is_dir() and gt.is_dir()):
+            for manifest in ("manifest.jsonl", "manifest.csv"):
+                if (path / manifest).is_file():
+                    return load_dataset(path / manifest)
+            raise InvalidOptionError(f"{path} has neither audio/ and labels/ folders nor a manifest", param="data")
+        return _checked(_folder_pair(audio, gt))
+    if not path.exists():
+        raise InvalidOptionError(f"{path}: no such file or folder", param="data")
+    if path.suffix == ".jsonl":
+        return _checked(_manifest(path, _jsonl_rows(path)))
+    if path.suffix == ".csv":
+        return _checked(_manifest(path, _csv_rows(path)))
+    raise InvalidOptionError(f"{path.name}: a dataset is a folder, a .jsonl manifest or a .csv", param="data")
+
+
+def _checked(dataset: Dataset) -> Dataset:
+    if not dataset.examples:
+        detail = f" ({dataset.problems[0]})" if dataset.problems else ""
+        raise InvalidOptionError(f"{dataset.source}: the dataset has no usable clips{detail}", param="data")
+    return dataset
+
+
+def _folder_pair(audio_dir: Path, label_dir: Path) -> Dataset:
+    for folder, what in ((audio_dir, "audio"), (label_dir, "labels")):
+        if not folder.is_dir():
+            raise InvalidOptionError(f"{what} folder not found: {folder}", param="data")
+    clips = {p.stem: p for p in sorted(audio_dir.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES}
+    texts = {p.stem: p for p in sorted(label_dir.rglob("*.txt"))}
+    dataset = Dataset(str(audio_dir), [])
+    for stem, clip in clips.items():
+        if stem not in texts:
+            dataset.problems.append(f"{clip.name}: no label file {stem}.txt")
+            continue
+        try:
+            reference = " ".join(line.strip() for line in texts[stem].read_text(encoding="utf-8").splitlines()).strip()
+        except UnicodeDecodeError:
+            dataset.problems.append(f"{texts[stem].name}: not UTF-8 text")
+            continue
+        dataset.examples.append(Example(clip, reference))
+    dataset.problems += [f"{texts[s].name}: no audio clip" for s in texts if s not in clips]
+    return dataset
+
+
+def _jsonl_rows(path: Path):
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            yield n, None, "not JSON"
+            continue
+        yield n, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a JSON object"
+
+
+def _csv_rows(path: Path):
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        for n, row in enumerate(csv.DictReader(f), start=2):
+            yield n, row, None
+
+
+def _manifest(path: Path, rows) -> Dataset:
+    dataset = Dataset(str(path), [])
+    for n, row, error in rows:
+        if error or row is None:
+            dataset.problems.append(f"{path.name} line {n}: {error or 'unreadable'}")
+            continue
+        missing = [k for k in ("path", "reference") if not row.get(k)]
+        if missing:
+            dataset.problems.append(f"{path.name} line {n}: missing {', '.join(missing)}")
+            continue
+        clip = Path(row["path"])
+        clip = clip if clip.is_absolute() else path.parent / clip
+        dataset.examples.append(Example(clip, str(row["reference"]), row.get("task") or None, row.get("language") or None))
+    return dataset

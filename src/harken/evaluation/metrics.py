@@ -1,0 +1,85 @@
+"""Scores: WER/CER with jiwer, exact match as local runners report it, accuracy, macro-F1."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from harken.errors import InvalidOptionError
+
+__all__ = ["normaliser", "wer_cer", "exact_match", "classification", "latency", "normalise_exact"]
+
+
+def normaliser(name: str) -> Callable[[str], str]:
+    """Whisper's English normaliser, its basic multilingual one, or none."""
+    if name == "none":
+        return lambda text: text
+    try:
+        if name == "english":
+            from whisper_normalizer.english import EnglishTextNormalizer
+
+            return EnglishTextNormalizer()
+        if name == "basic":
+            from whisper_normalizer.basic import BasicTextNormalizer
+
+            return BasicTextNormalizer()
+    except ImportError:
+        raise InvalidOptionError("text normalisers need the eval extra: pip install 'harken[eval]'", param="normalizer") from None
+    raise InvalidOptionError(f"normalizer must be english, basic or none, not {name!r}", param="normalizer")
+
+
+def wer_cer(references: list[str], hypotheses: list[str]) -> tuple[float, float]:
+    """Corpus WER and CER over already normalised texts (empty references are left out)."""
+    import jiwer
+
+    pairs = [(r, h) for r, h in zip(references, hypotheses) if r.strip()]
+    if not pairs:
+        return 0.0, 0.0
+    refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
+    return float(jiwer.wer(refs, hyps)), float(jiwer.cer(refs, hyps))
+
+
+def normalise_exact(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+def exact_match(pairs: list[tuple[str, str]]) -> dict[str, float | int]:
+    """One binary match per file; a miss counts as one false positive and one false negative."""
+    tp = sum(normalise_exact(p) == normalise_exact(g) for p, g in pairs)
+    miss = len(pairs) - tp
+    fp = fn = miss
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"count": len(pairs), "tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def classification(pairs: list[tuple[str, str]]) -> dict:
+    """Accuracy, macro-F1 over the reference labels, and the confusion matrix (rows: reference)."""
+    labels = sorted({g for _, g in pairs} | {p for p, _ in pairs})
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    for predicted, gold in pairs:
+        matrix[index[gold], index[predicted]] += 1
+    f1s = []
+    for label in sorted({g for _, g in pairs}):
+        i = index[label]
+        tp, fp, fn = matrix[i, i], matrix[:, i].sum() - matrix[i, i], matrix[i, :].sum() - matrix[i, i]
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    accuracy = float(np.trace(matrix) / len(pairs)) if pairs else 0.0
+    return {"accuracy": accuracy, "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+            "labels": labels, "confusion": matrix.tolist()}
+
+
+def latency(seconds: list[float], audio_s: list[float]) -> dict[str, float]:
+    if not seconds:
+        return {"latency_mean_s": 0.0, "latency_p50_s": 0.0, "latency_p95_s": 0.0, "rtf": 0.0}
+    arr = np.asarray(seconds)
+    return {
+        "latency_mean_s": float(arr.mean()),
+        "latency_p50_s": float(np.percentile(arr, 50)),
+        "latency_p95_s": float(np.percentile(arr, 95)),
+        "rtf": float(arr.sum() / max(sum(audio_s), 1e-9)),
+    }

@@ -1,0 +1,136 @@
+"""Run a model over a dataset and score it: one function per task, one report shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harken.engines.base import Capability
+from harken.errors import AudioError, CapabilityError, HarkenError, InvalidOptionError
+from harken.evaluation import metrics
+from harken.evaluation.datasets import Dataset, Example, load_dataset
+from harken.service import Service
+
+__all__ = ["EvalReport", "evaluate", "TASKS"]
+
+TASKS = ("asr", "exact", "lid", "classify")
+# Which manifest `task` values each evaluation takes; rows without a task are always taken.
+_ROWS = {"asr": {"asr"}, "exact": {"asr", "exact"}, "lid": {"lid"}, "classify": {"classify", "sound"}}
+TRANSCRIBE_PROMPT = "Transcribe the speech in this audio exactly, and write nothing else."
+
+
+@dataclass
+class EvalReport:
+    model: str
+    task: str
+    dataset: str
+    options: dict[str, Any]
+    summary: dict[str, Any]
+    details: list[dict[str, Any]]
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(
+    dataset: Dataset | str | Path,
+    *,
+    model: str | None = None,
+    task: str = "asr",
+    normalizer: str = "english",
+    max_new_tokens: int | None = None,
+    service: Service | None = None,
+    on_clip: Callable[[dict[str, Any]], None] | None = None,
+) -> EvalReport:
+    """Score `model` on `dataset`; a clip that fails is recorded in its detail, never fatal."""
+    if task not in TASKS:
+        raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}, not {task!r}", param="task")
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    examples = [e for e in data.examples if e.task is None or e.task in _ROWS[task]]
+    if not examples:
+        raise InvalidOptionError(f"{data.source}: no clips for task {task!r}", param="task")
+    data = Dataset(data.source, examples, data.problems)
+    service = service or _default_service()
+    norm = metrics.normaliser(normalizer)
+    loaded = service.registry.load(model)
+    predict = _predictor(service, loaded.entry.name, loaded.engine.capabilities, task, data, max_new_tokens)
+    details = []
+    for example in data.examples:
+        detail: dict[str, Any] = {"path": str(example.path), "reference": example.reference}
+        try:
+            hypothesis, timings = predict(example)
+        except (AudioError, CapabilityError) as exc:
+            detail.update(hypothesis=None, error={"type": exc.code, "message": exc.message})
+        else:
+            detail.update(hypothesis=hypothesis, timings=timings.to_dict())
+            detail.update(_score(task, example, hypothesis, norm))
+        details.append(detail)
+        if on_clip is not None:
+            on_clip(detail)
+    options = {"normalizer": normalizer, "max_new_tokens": max_new_tokens}
+    return EvalReport(loaded.entry.name, task, data.source, options, _summary(task, details, norm), details, data.problems)
+
+
+def _predictor(service: Service, model: str, caps: Capability, task: str, data: Dataset, max_new_tokens: int | None):
+    if task == "lid":
+        if Capability.DETECT_LANGUAGE not in caps:
+            raise CapabilityError(f"model {model!r} cannot identify languages", param="model")
+
+        def lid(example: Example):
+            guess = service.detect_language(example.path, model=model)
+            return guess.language, guess.timings
+        return lid
+    if task == "classify":
+        if Capability.CHAT not in caps:
+            raise CapabilityError(f"classify asks an audio-language model; {model!r} is not one", param="model")
+        schema = {"type": "object", "properties": {"label": {"enum": sorted({e.reference for e in data.examples})}},
+                  "required": ["label"], "additionalProperties": False}
+
+        def classify(example: Example):
+            answer = service.analyze(example.path, schema, model=model, max_new_tokens=max_new_tokens or 64)
+            return answer.result["label"], answer.timings
+        return classify
+    if Capability.TRANSCRIBE in caps:
+        def transcribe(example: Example):
+            t = service.transcribe(example.path, model=model, max_new_tokens=max_new_tokens, language=example.language)
+            return t.text, t.timings
+        return transcribe
+    if Capability.CHAT in caps:
+        def ask(example: Example):
+            answer = service.ask(example.path, TRANSCRIBE_PROMPT, model=model, max_new_tokens=max_new_tokens or 256)
+            return answer.text, answer.timings
+        return ask
+    raise CapabilityError(f"model {model!r} can neither transcribe nor chat", param="model")
+
+
+def _score(task: str, example: Example, hypothesis: str, norm) -> dict[str, Any]:
+    if task == "asr":
+        wer, cer = metrics.wer_cer([norm(example.reference)], [norm(hypothesis)])
+        return {"wer": wer, "cer": cer}
+    if task == "exact":
+        return {"match": metrics.normalise_exact(hypothesis) == metrics.normalise_exact(example.reference)}
+    return {"correct": hypothesis == example.reference}
+
+
+def _summary(task: str, details: list[dict[str, Any]], norm) -> dict[str, Any]:
+    done = [d for d in details if d.get("hypothesis") is not None]
+    summary: dict[str, Any] = {"count": len(details), "scored": len(done), "failed": len(details) - len(done)}
+    summary.update(metrics.latency([d["timings"]["total_s"] for d in done], [d["timings"]["audio_s"] for d in done]))
+    if task in ("asr", "exact"):
+        wer, cer = metrics.wer_cer([norm(d["reference"]) for d in done], [norm(d["hypothesis"]) for d in done])
+        summary.update(wer=wer, cer=cer)
+    if task == "exact":  # a clip that failed is a miss, as local runners count it
+        summary.update(metrics.exact_match([(d["hypothesis"] or "", d["reference"]) for d in details]))
+    if task in ("lid", "classify"):
+        gold = [(d["hypothesis"], d["reference"]) for d in done]
+        summary.update(metrics.classification(gold))
+    return summary
+
+
+def _default_service() -> Service:
+    from harken.api import default_service
+
+    return default_service()
