@@ -248,6 +248,89 @@ def eval_(
 
 
 @app.command()
+def batch(
+    input_: Annotated[str, typer.Argument(metavar="INPUT", help="A folder (recursive), a glob, or a manifest (.jsonl/.csv/.txt).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder; also holds the job store and summary.jsonl.")],
+    task: Annotated[str, typer.Option(help="transcribe, translate, caption, ask or analyze.")] = "transcribe",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, alias or model directory.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json, verbose_json, srt, vtt or txt.")] = "json",
+    workers: Annotated[int, typer.Option(help="Inputs in flight at once (the scheduler batches them).")] = 2,
+    retries: Annotated[int, typer.Option(help="Attempts per failing input across runs.")] = 3,
+    question: Annotated[Optional[str], typer.Option(help="The question, for --task ask.")] = None,
+    schema: Annotated[str, typer.Option(help="Schema for --task analyze: tone or a JSON Schema file.")] = "tone",
+    language: Annotated[Optional[str], typer.Option(help="Spoken language, for transcribe.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a task over many files; rerun the same command to resume after a crash."""
+    import signal
+    import threading
+
+    from harken.batch.inputs import expand_inputs
+    from harken.batch.local import BatchSpec, run_batch
+
+    options: dict = {}
+    if task in ("transcribe", "translate") and language:
+        options["language"] = language
+    if task == "ask":
+        options["question"] = question
+    if task == "analyze":
+        options["schema"] = schema
+    spec = BatchSpec(task=task, model=model, format=fmt, options=options, workers=workers, max_attempts=retries)
+    inputs = expand_inputs(input_)
+    for problem in inputs.problems:
+        err.print(f"harken: warning: {problem}", markup=False)
+    service = Service(Settings.load(config))
+    service.registry.resolve(model)
+    stop = threading.Event()
+
+    def interrupted(signum, frame):  # finish what is running, leave the rest for the next run
+        stop.set()
+        err.print("harken: stopping after the files in progress (run the same command to resume)", markup=False)
+
+    signal.signal(signal.SIGINT, interrupted)
+    with _batch_progress() as bar:
+        result = run_batch(service, inputs, output, spec, stop=stop, on_progress=bar)
+    err.print(
+        f"harken: {result.done} done, {result.skipped} already done, {result.failed} failed"
+        f" ({result.failed_overall} failed in all), "
+        f"{result.audio_s / 3600:.2f} h of audio; see {output / 'summary.jsonl'}",
+        markup=False,
+    )
+    if stop.is_set():
+        raise typer.Exit(130)
+    if result.failed_overall:
+        raise typer.Exit(1)
+
+
+class _batch_progress:
+    """Rich progress on a terminal (files, audio hours, ETA, RTF, failures); silent otherwise."""
+
+    def __enter__(self):
+        self.progress = None
+        if sys.stderr.isatty():
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"), console=err, transient=False,
+            )
+            self.progress.__enter__()
+            self.job = None
+        return self
+
+    def __call__(self, p, item) -> None:
+        if self.progress is None:
+            return
+        if self.job is None:
+            self.job = self.progress.add_task("batch", total=p.total, completed=p.skipped, stats="")
+        rtf = p.inference_s / p.audio_s if p.audio_s else 0.0
+        stats = f"{p.audio_s / 3600:.2f} h audio, RTF {rtf:.3f}, {p.failed} failed"
+        self.progress.update(self.job, completed=p.skipped + p.done + p.failed, stats=stats)
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+@app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1; settings: server.host).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default 8000; settings: server.port).")] = None,

@@ -1,0 +1,172 @@
+"""A resumable batch run on this machine: a pool of workers over the Service, one job store.
+
+Every output is written to a temporary file in the output folder and renamed into place, and
+only then marked done; SIGINT stops taking new inputs and lets running ones finish. Rerunning
+the same command skips finished inputs and retries failed ones up to `max_attempts`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harken.batch.inputs import BatchInputs, output_name
+from harken.batch.jobstore import Item, JobStore
+from harken.errors import HarkenError, InvalidOptionError
+from harken.formats import get_writer
+from harken.service import Service
+
+__all__ = ["BatchSpec", "BatchProgress", "run_batch", "STORE_NAME", "SUMMARY_NAME"]
+
+STORE_NAME = ".harken-batch.sqlite"
+SUMMARY_NAME = "summary.jsonl"
+TASKS = ("transcribe", "translate", "caption", "ask", "analyze")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    task: str = "transcribe"
+    model: str | None = None
+    format: str = "json"
+    options: dict[str, Any] = field(default_factory=dict)  # question, schema, language, ...
+    workers: int = 1
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}", param="task")
+        if self.task in ("caption", "ask", "analyze") and self.format not in ("json", "txt"):
+            raise InvalidOptionError(f"{self.task} writes json or txt, not {self.format!r}", param="format")
+        get_writer(self.format)
+        if self.task == "ask" and not self.options.get("question"):
+            raise InvalidOptionError("ask needs a question", param="question")
+
+
+@dataclass
+class BatchProgress:
+    total: int
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    audio_s: float = 0.0
+    inference_s: float = 0.0
+    failed_overall: int = 0  # inputs whose last attempt, in this run or an earlier one, failed
+
+
+def run_batch(
+    service: Service, inputs: BatchInputs, output: Path, spec: BatchSpec, *,
+    stop: threading.Event | None = None, on_progress: Callable[[BatchProgress, Item | None], None] | None = None,
+    work: Callable[[Item], tuple[bytes, float, float]] | None = None,
+) -> BatchProgress:
+    """Run (or resume) the batch; returns the counts. `work` replaces local processing (Ray).
+    Inputs left when `stop` is set stay pending for the next run."""
+    if output.exists() and not output.is_dir():
+        raise InvalidOptionError(f"--output {output} exists and is not a folder", param="output")
+    output.mkdir(parents=True, exist_ok=True)
+    for stray in output.glob(".*.part"):  # what a killed run was writing: never a finished output
+        stray.unlink(missing_ok=True)
+    store = JobStore(output / STORE_NAME)
+    try:
+        earlier = store.settings({"task": spec.task, "model": spec.model, "format": spec.format, "options": spec.options})
+        if earlier is not None:
+            raise InvalidOptionError(
+                f"{output} holds a batch run with other settings ({json.dumps(earlier)}); use another --output folder",
+                param="output",
+            )
+        store.add(inputs.paths, output_name)
+        todo = store.todo(inputs.paths, spec.max_attempts)
+        progress = BatchProgress(total=len(inputs.paths), skipped=len(inputs.paths) - len(todo))
+        if on_progress:
+            on_progress(progress, None)
+        process = work or (lambda item: _process(service, spec, item))
+        stop = stop or threading.Event()
+        with ThreadPoolExecutor(max(1, spec.workers)) as pool:
+            pending: dict[Future, Item] = {}
+            queue = list(todo)
+            while queue or pending:
+                while queue and len(pending) < spec.workers and not stop.is_set():
+                    item = queue.pop(0)
+                    store.start(item)
+                    pending[pool.submit(process, item)] = item
+                if not pending:
+                    break
+                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item = pending.pop(future)
+                    _settle(store, output, spec, item, future, progress)
+                    if on_progress:
+                        on_progress(progress, item)
+        _write_summary(store, output)
+        progress.failed_overall = sum(i.status == "failed" for i in store.items())
+        return progress
+    finally:
+        store.close()
+
+
+def _settle(store: JobStore, output: Path, spec: BatchSpec, item: Item, future: Future, progress: BatchProgress) -> None:
+    try:
+        data, audio_s, inference_s = future.result()
+    except HarkenError as exc:
+        store.failed(item, exc.message)
+        progress.failed += 1
+        return
+    except Exception as exc:  # a bug in one input must not lose the others' work
+        store.failed(item, f"internal error: {type(exc).__name__}: {exc}")
+        progress.failed += 1
+        return
+    _write_atomic(output / f"{item.output}.{get_writer(spec.format).extension}", data)
+    store.done(item, audio_s, inference_s)
+    progress.done += 1
+    progress.audio_s += audio_s
+    progress.inference_s += inference_s
+
+
+def _process(service: Service, spec: BatchSpec, item: Item) -> tuple[bytes, float, float]:
+    opts = dict(spec.options)
+    if spec.task in ("transcribe", "translate"):
+        run = service.translate if spec.task == "translate" else service.transcribe
+        t = run(item.input, model=spec.model, **opts)
+        return get_writer(spec.format).render(t).encode(), t.duration, t.timings.inference_s
+    if spec.task == "ask":
+        question = opts.pop("question")
+        r = service.ask(item.input, question, model=spec.model, **opts)
+    elif spec.task == "caption":
+        r = service.caption(item.input, model=spec.model, **opts)
+    else:
+        schema = opts.pop("schema", "tone")
+        r = service.analyze(item.input, schema, model=spec.model, **opts)
+    body = json.dumps({"file": item.input, **r.to_dict()}, ensure_ascii=False, indent=2) + "\n" if spec.format == "json" else r.text + "\n"
+    return body.encode(), r.timings.audio_s, r.timings.inference_s
+
+
+def _write_summary(store: JobStore, output: Path) -> None:
+    lines = [
+        json.dumps({"input": i.input, "output": i.output, "status": i.status, "attempts": i.attempts,
+                    "error": i.error, "audio_s": i.audio_s, "elapsed_s": i.elapsed_s}, ensure_ascii=False)
+        for i in store.items()
+    ]
+    _write_atomic(output / SUMMARY_NAME, ("\n".join(lines) + "\n").encode())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would surprise whoever reads the outputs
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+

