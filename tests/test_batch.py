@@ -113,3 +113,20 @@ def test_bad_batch_inputs(inputs, tmp_path, data_dir):
     assert other.returncode != 0 and "other settings" in other.stderr
     nothing = batch(str(tmp_path / "nowhere" / "*.wav"), "-o", str(tmp_path / "x"))
     assert nothing.returncode != 0 and nothing.stderr.startswith("harken: error:")
+
+
+def test_ray_path_on_a_local_cluster(data_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in CLIPS[:4]:
+        shutil.copy(data_dir / name, folder / name)
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert batch(str(folder), "-o", str(local), "--format", "txt").returncode == 0
+    result = batch(str(folder), "-o", str(on_ray), "--format", "txt", "--ray", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert {p.name: p.read_text() for p in local.glob("*.txt")} == {p.name: p.read_text() for p in on_ray.glob("*.txt")}
+    assert all(r["status"] == "done" for r in _summary(on_ray))
+    (folder / "broken.wav").write_bytes(b"nope")  # a failure on an actor is recorded like a local one
+    again = batch(str(folder), "-o", str(on_ray), "--format", "txt", "--ray")
+    assert again.returncode == 1 and "4 already done" in again.stderr
+    assert next(r for r in _summary(on_ray) if r["input"].endswith("broken.wav"))["error"].endswith("not a decodable audio file")

@@ -259,6 +259,8 @@ def batch(
     question: Annotated[Optional[str], typer.Option(help="The question, for --task ask.")] = None,
     schema: Annotated[str, typer.Option(help="Schema for --task analyze: tone or a JSON Schema file.")] = "tone",
     language: Annotated[Optional[str], typer.Option(help="Spoken language, for transcribe.")] = None,
+    use_ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (one model per actor).")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start or join a local one).")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run a task over many files; rerun the same command to resume after a crash."""
@@ -287,9 +289,14 @@ def batch(
         stop.set()
         err.print("harken: stopping after the files in progress (run the same command to resume)", markup=False)
 
+    work = None
+    if use_ray:
+        from harken.batch.ray_backend import ray_work
+
+        work = ray_work(spec, service.settings, address=ray_address)
     signal.signal(signal.SIGINT, interrupted)
     with _batch_progress() as bar:
-        result = run_batch(service, inputs, output, spec, stop=stop, on_progress=bar)
+        result = run_batch(service, inputs, output, spec, stop=stop, on_progress=bar, work=work)
     err.print(
         f"harken: {result.done} done, {result.skipped} already done, {result.failed} failed"
         f" ({result.failed_overall} failed in all), "

@@ -1,0 +1,66 @@
+"""Batch across a Ray cluster: a pool of actors, each holding one loaded model.
+
+The driver keeps the job store exactly as a local run does (run_batch with `work` swapped):
+it hands an input to an idle actor, receives the encoded output back, and writes it atomically
+into the output folder itself, so resume semantics do not depend on where the work ran. The
+actors read the inputs themselves: the paths must be visible to every node (shared storage).
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+
+from harken.batch.jobstore import Item
+from harken.batch.local import BatchSpec
+from harken.config import Settings
+from harken.errors import HarkenError, ModelNotInstalledError
+
+__all__ = ["ray_work"]
+
+
+def ray_work(spec: BatchSpec, settings: Settings, *, address: str | None = None, actors: int | None = None) -> Callable[[Item], tuple[bytes, float, float]]:
+    """A `work` function for run_batch that runs each input on a Ray actor."""
+    try:
+        import ray
+    except ImportError:
+        raise ModelNotInstalledError("--ray needs the ray extra: pip install 'harken[ray]'") from None
+    if not ray.is_initialized():
+        import logging
+
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                 logging_level=logging.WARNING)
+
+    @ray.remote
+    class _Worker:
+        def __init__(self, settings_json: str, spec: BatchSpec) -> None:
+            from harken.service import Service
+
+            self.service = Service(Settings.model_validate_json(settings_json))
+            self.spec = spec
+            self.service.registry.load(spec.model)  # one loaded model per actor, loaded once
+
+        def process(self, path: str):
+            from harken.batch.local import _process
+
+            try:
+                return "ok", _process(self.service, self.spec, Item(path, 0, "", "running", 0, None, None, None))
+            except HarkenError as exc:  # carried back as data: Ray would wrap the exception type
+                return "error", (type(exc).__name__, exc.message)
+
+    count = actors or spec.workers
+    pool: queue.Queue = queue.Queue()
+    for _ in range(count):
+        pool.put(_Worker.remote(settings.model_dump_json(), spec))
+
+    def work(item: Item) -> tuple[bytes, float, float]:
+        actor = pool.get()
+        try:
+            status, value = ray.get(actor.process.remote(item.input))
+        finally:
+            pool.put(actor)
+        if status == "error":
+            raise HarkenError(value[1])
+        return value
+
+    return work
