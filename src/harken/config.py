@@ -61,6 +61,9 @@ class ServerSettings(BaseModel):
     keep_uploads: Path | None = Field(None, description="a directory to keep uploaded audio in; off when unset")
     url_timeout_s: float = Field(10.0, gt=0, description="time limit for fetching an http(s) audio URL")
     url_max_mb: float = Field(25.0, gt=0, description="largest http(s) audio accepted")
+    jobs_dir: Path | None = Field(None, description="where async jobs live (default: cache_dir/jobs)")
+    webhook_hosts: list[str] = Field(default_factory=list, description="hosts job webhooks may be sent to")
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key that signs webhook bodies")
 
 
 def _split_list(value: Any) -> Any:

@@ -29,6 +29,7 @@ __all__ = [
     "PayloadTooLargeError",
     "RateLimitError",
     "QueueFullError",
+    "JobNotFoundError",
     "RequestTimeoutError",
 ]
 
@@ -168,3 +169,9 @@ class RequestTimeoutError(RequestError):
     code = "timeout"
     type = "server_error"
     retry_after = 5.0
+
+
+class JobNotFoundError(RequestError):
+    status = 404
+    code = "job_not_found"
+    type = "not_found_error"

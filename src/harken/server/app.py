@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from harken import __version__
 from harken.config import Settings
 from harken.errors import HarkenError
-from harken.server import chat_routes, native_routes, openai_routes, speech_routes
+from harken.server import chat_routes, jobs_routes, native_routes, openai_routes, speech_routes
 from harken.server.errors import install_error_handlers
 from harken.server.media import MediaPolicy
 from harken.server.observe import AuditLog, Metrics, ObserveMiddleware
@@ -38,10 +38,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from harken.batch.jobs import JobManager
+
+        state.jobs = JobManager(service, settings.server.jobs_dir or settings.cache_dir / "jobs",
+                                webhook_hosts=settings.server.webhook_hosts, webhook_secret=settings.server.webhook_secret)
+        state.jobs.resume()  # jobs a restart interrupted carry on where they stopped
         loading = asyncio.create_task(_load_default(state))
         yield
         loading.cancel()
-        # uvicorn has stopped taking requests and waited for open ones; finish queued work.
+        # uvicorn has stopped taking requests and waited for open ones; jobs pause (they resume
+        # on the next start), then queued work finishes.
+        await asyncio.to_thread(state.jobs.close)
         await asyncio.to_thread(service.close)
 
     app = FastAPI(
@@ -55,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(chat_routes.router)
     app.include_router(speech_routes.router)
+    app.include_router(jobs_routes.router)
     app.include_router(native_routes.router)
     server = settings.server
     app.add_middleware(

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request, UploadFile
 
@@ -34,6 +34,7 @@ class ServerState:
     service: Service
     media: MediaPolicy
     metrics: Metrics
+    jobs: Any = None  # a batch.jobs.JobManager, started with the app
     ready: bool = False
 
     async def run(self, request: Request, work: Awaitable[T]) -> T:
