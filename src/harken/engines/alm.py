@@ -14,9 +14,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from harken.engines.alm_processor import load_processor
 from harken.engines.base import Capability
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText
-from harken.errors import CapabilityError, InvalidOptionError, ModelLoadError, UnsupportedModelError
+from harken.errors import CapabilityError, InvalidOptionError, ModelLoadError, PayloadTooLargeError, UnsupportedModelError
 
 __all__ = ["AudioLanguageEngine", "MODEL_CLASSES"]
 
@@ -43,7 +44,7 @@ class AudioLanguageEngine:
         try:
             import torch
             import transformers
-            from transformers import AutoConfig, AutoProcessor
+            from transformers import AutoConfig
             from transformers.utils import logging as hf_logging
         except ImportError:
             raise ModelLoadError("audio-language models need torch and the alm extra: pip install 'harken[alm]'") from None
@@ -60,7 +61,7 @@ class AudioLanguageEngine:
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         try:
-            self.processor = AutoProcessor.from_pretrained(path)
+            self.processor = load_processor(path)
             self.model = getattr(transformers, class_name).from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
         except (OSError, ValueError, ImportError, RuntimeError) as exc:
             raise ModelLoadError(f"{path.name}: cannot load {class_name}: {_first_line(exc)}") from None
@@ -68,6 +69,8 @@ class AudioLanguageEngine:
         self.model_type = config.model_type
         self.window_s = float(options.get("window_s", 30.0))
         self.max_audio_parts = int(options.get("max_audio_parts", 8))
+        budget = options.get("memory_budget_mb")
+        self.memory_budget = float(budget) * 1024 * 1024 if budget is not None else None
         # A Captioner describes audio without being asked; other models get a captioning prompt.
         self.prompt_free_caption = bool(options.get("captioner", "captioner" in path.name.lower()))
         self._grammars: OrderedDict[str, Any] = OrderedDict()
@@ -88,6 +91,7 @@ class AudioLanguageEngine:
             raise InvalidOptionError(f"at most {self.max_audio_parts} audio parts per request, got {audio_count}", param="messages")
         inputs = self._inputs(messages)
         prompt_len = int(inputs["input_ids"].shape[1])
+        self._check_memory(prompt_len + options.max_new_tokens)
         kwargs: dict[str, Any] = dict(max_new_tokens=options.max_new_tokens, do_sample=options.temperature > 0)
         if options.temperature > 0:
             kwargs.update(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or None)
@@ -106,6 +110,26 @@ class AudioLanguageEngine:
         text = self.processor.tokenizer.decode([t for t in generated if t not in eos], skip_special_tokens=True)
         return EngineReply(text, "stop" if finished or len(generated) < options.max_new_tokens else "length",
                            prompt_len, len(generated))
+
+    def estimate_bytes(self, positions: int) -> int:
+        """Working memory a request of `positions` tokens adds: its KV cache plus hidden states."""
+        text = self.model.config.get_text_config()
+        heads = text.num_attention_heads
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+        kv_heads = getattr(text, "num_key_value_heads", None) or heads
+        width = next(self.model.parameters()).element_size()
+        kv = 2 * text.num_hidden_layers * kv_heads * head_dim * positions * width
+        return int(kv + 4 * text.hidden_size * positions * width)
+
+    def _check_memory(self, positions: int) -> None:
+        if self.memory_budget is None:
+            return
+        need = self.estimate_bytes(positions)
+        if need > self.memory_budget:
+            raise PayloadTooLargeError(
+                f"this request needs about {need / 2**20:.1f} MB of working memory, over the model's budget of "
+                f"{self.memory_budget / 2**20:.1f} MB; send less audio or fewer tokens", param="messages",
+            )
 
     def count_audio_tokens(self, messages: list[ChatMessage]) -> int:
         """How many prompt positions the processor gave to audio (for tests and memory estimates)."""
