@@ -3,7 +3,9 @@
 Voice activity detectors miss quiet or band-limited speech (Silero misses whole FLEURS
 utterances), so no audio is ever thrown away here: the pieces cover the clip end to end and
 the detector only helps choose cut points. A frame counts as quiet when the detector calls it
-silence *and* its energy is far below the loudest frame nearby.
+silence, its energy is far below the loudest frame nearby, *and* it is close to the local noise
+floor. The last test matters when a quiet speaker follows a loud one: measured only against
+the loud neighbour, the quiet speech itself looked like silence and got cut in the middle.
 """
 
 from __future__ import annotations
@@ -33,13 +35,22 @@ class Piece:
         return samples[int(self.start * SAMPLE_RATE) : int(self.end * SAMPLE_RATE)]
 
 
+_FLOOR_PERCENTILE = 10.0  # the local noise floor: a low percentile of frame energy within +-5 s
+_FLOOR_MARGIN_DB = 8.0  # quiet frames lie within this much of the floor
+
+
 @dataclass(frozen=True)
 class _Activity:
     speech_prob: np.ndarray
     level_db: np.ndarray  # frame energy relative to the loudest frame within +-5 s
+    above_floor_db: np.ndarray  # frame energy above the local noise floor
 
     def quiet(self, vad_threshold: float, level_db: float) -> np.ndarray:
-        return (self.speech_prob < vad_threshold) & (self.level_db < level_db)
+        return (
+            (self.speech_prob < vad_threshold)
+            & (self.level_db < level_db)
+            & (self.above_floor_db < _FLOOR_MARGIN_DB)
+        )
 
 
 def _activity(samples: np.ndarray, window_s: float = 10.0) -> _Activity:
@@ -50,8 +61,9 @@ def _activity(samples: np.ndarray, window_s: float = 10.0) -> _Activity:
     frames = padded.reshape(-1, _FRAME)
     db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
     half = int(window_s * _FPS) // 2
-    local_max = np.lib.stride_tricks.sliding_window_view(np.pad(db, half, mode="edge"), 2 * half + 1).max(1)
-    return _Activity(prob[: len(db)], db - local_max)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(db, half, mode="edge"), 2 * half + 1)
+    floor = np.percentile(windows, _FLOOR_PERCENTILE, axis=1)
+    return _Activity(prob[: len(db)], db - windows.max(1), db - floor)
 
 
 def _quiet_runs(quiet: np.ndarray) -> list[tuple[int, int]]:
