@@ -34,3 +34,19 @@ def test_split_piece_stays_inside_its_piece(data_dir):
     piece = max(plan_pieces(samples), key=lambda p: p.duration)
     parts = split_piece(samples, piece)
     assert len(parts) >= 2 and parts[0].start == piece.start and abs(parts[-1].end - piece.end) < 1e-6
+
+
+def test_quiet_speech_after_loud_speech_is_not_cut_as_silence(service, data_dir):
+    """A quiet speaker (FLEURS, 14 dB down) between two loud ones (LJ Speech): measured only against
+    the loud neighbours the quiet speech looks like silence; the noise-floor test keeps it whole."""
+    from harken.audio import Audio, load_audio
+    from harken.audio.segment import plan_pieces
+
+    loud1, loud2 = load_audio(data_dir / "LJ001-0001.flac").samples, load_audio(data_dir / "LJ001-0003.flac").samples
+    quiet = load_audio(data_dir / "fleurs-en-003.ogg").samples * 0.2
+    samples = np.concatenate([loud1, quiet, loud2, loud1])
+    a, b = len(loud1) / 16000, (len(loud1) + len(quiet)) / 16000
+    inner = [p.end for p in plan_pieces(samples) if a + 1.0 < p.end < b - 1.0]
+    assert not inner  # no cut lands inside the quiet utterance
+    text = service.transcribe(Audio(samples, "q" * 64, 16000, 1, "raw"), use_cache=False).text.lower()
+    assert "cabbage" in text and "acidic" in text
