@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
@@ -20,6 +18,7 @@ from harken import __version__
 from harken.config import Settings
 from harken.engines.base import TranscribeOptions
 from harken.errors import AudioError, HarkenError
+from harken.files import write_atomic
 from harken.formats import get_writer
 from harken.service import Service
 
@@ -90,7 +89,7 @@ def transcribe(
                 if output is None:
                     sys.stdout.write(text)
                 else:
-                    _write_atomic(output / f"{Path(name).stem}.{writer.extension}", text)
+                    write_atomic(output / f"{Path(name).stem}.{writer.extension}", text)
             if progress:
                 progress.advance(job)
     if failures:
@@ -189,7 +188,7 @@ def speak(
         text = sys.stdin.read()
     name = fmt or output.suffix.lstrip(".").lower().replace("ogg", "opus") or "wav"
     speech = Service(Settings.load(config)).speak(text, voice=voice, speed=speed, format=name)
-    _write_atomic_bytes(output, speech.data)  # written only once synthesis succeeded
+    write_atomic(output, speech.data)  # written only once synthesis succeeded
     err.print(f"{output}: {speech.duration:.1f} s of {speech.voice}, {speech.format}", markup=False)
 
 
@@ -378,22 +377,6 @@ class _NoProgress:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-def _write_atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harken.errors import ModelIntegrityError, ModelNotInstalledError
+from harken.files import write_atomic
 
 __all__ = ["Source", "PackageSource", "SplitPackageSource", "LocalSource", "HubSource", "RemoteSource", "parse_source"]
 
@@ -72,14 +73,7 @@ def verify(files: dict[Path, str], cache_dir: Path) -> None:
         changed = True
     if changed:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(stamp_path, json.dumps(stamps, indent=1).encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+        write_atomic(stamp_path, json.dumps(stamps, indent=1))
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ the same command skips finished inputs and retries failed ones up to `max_attemp
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -20,6 +18,7 @@ from typing import Any
 from harken.batch.inputs import BatchInputs, output_name
 from harken.batch.jobstore import Item, JobStore
 from harken.errors import HarkenError, InvalidOptionError
+from harken.files import write_atomic
 from harken.formats import get_writer
 from harken.service import Service
 
@@ -28,8 +27,7 @@ __all__ = ["BatchSpec", "BatchProgress", "run_batch", "STORE_NAME", "SUMMARY_NAM
 STORE_NAME = ".harken-batch.sqlite"
 SUMMARY_NAME = "summary.jsonl"
 TASKS = ("transcribe", "translate", "caption", "ask", "analyze")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+_PART = ".part"  # suffix of an output still being written; a killed run leaves these behind
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def run_batch(
     if output.exists() and not output.is_dir():
         raise InvalidOptionError(f"--output {output} exists and is not a folder", param="output")
     output.mkdir(parents=True, exist_ok=True)
-    for stray in output.glob(".*.part"):  # what a killed run was writing: never a finished output
+    for stray in output.glob(f".*{_PART}"):  # what a killed run was writing: never a finished output
         stray.unlink(missing_ok=True)
     store = JobStore(output / STORE_NAME)
     try:
@@ -123,7 +121,7 @@ def _settle(store: JobStore, output: Path, spec: BatchSpec, item: Item, future: 
         store.failed(item, f"internal error: {type(exc).__name__}: {exc}")
         progress.failed += 1
         return
-    _write_atomic(output / f"{item.output}.{get_writer(spec.format).extension}", data)
+    write_atomic(output / f"{item.output}.{get_writer(spec.format).extension}", data, durable=True, suffix=_PART)
     store.done(item, audio_s, inference_s)
     progress.done += 1
     progress.audio_s += audio_s
@@ -154,19 +152,6 @@ def _write_summary(store: JobStore, output: Path) -> None:
                     "error": i.error, "audio_s": i.audio_s, "elapsed_s": i.elapsed_s}, ensure_ascii=False)
         for i in store.items()
     ]
-    _write_atomic(output / SUMMARY_NAME, ("\n".join(lines) + "\n").encode())
+    write_atomic(output / SUMMARY_NAME, "\n".join(lines) + "\n", durable=True, suffix=_PART)
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would surprise whoever reads the outputs
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 

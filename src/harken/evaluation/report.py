@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from harken.evaluation.run import EvalReport
+from harken.files import write_atomic
 
 __all__ = ["write_json", "write_html", "comparison"]
 
@@ -19,7 +20,7 @@ _SUMMARY_KEYS = ("count", "failed", "wer", "cer", "accuracy", "macro_f1", "preci
 def write_json(reports: list[EvalReport], path: Path) -> None:
     data = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports],
                                                            "differences": comparison(reports)}
-    _atomic(path, json.dumps(data, ensure_ascii=False, indent=2))
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def comparison(reports: list[EvalReport]) -> list[dict]:
@@ -46,7 +47,7 @@ def write_html(reports: list[EvalReport], path: Path) -> None:
     if len(reports) > 1:
         parts.append("<h2>Clips where the models differ</h2><pre>" + html.escape(json.dumps(comparison(reports), indent=2, ensure_ascii=False)) + "</pre>")
     style = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}"
-    _atomic(path, f"<!doctype html><meta charset='utf-8'><title>harken evaluation</title><style>{style}</style>" + "".join(parts))
+    write_atomic(path, f"<!doctype html><meta charset='utf-8'><title>harken evaluation</title><style>{style}</style>" + "".join(parts))
 
 
 def _summary_table(reports: list[EvalReport]) -> str:
@@ -117,13 +118,3 @@ def _png(fig) -> str:
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value)) if value is not None else ""
 
-
-def _atomic(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

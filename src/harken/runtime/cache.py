@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+
+from harken.files import write_atomic
 
 __all__ = ["ResultCache", "cache_key"]
 
@@ -44,11 +44,7 @@ class ResultCache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._remember(key, value)
         if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-            with os.fdopen(fd, "w") as f:
-                json.dump(value, f)
-            os.replace(tmp, self.directory / f"{key}.json")
+            write_atomic(self.directory / f"{key}.json", json.dumps(value))
 
     def _remember(self, key: str, value: dict[str, Any]) -> None:
         if self.memory_items <= 0:
