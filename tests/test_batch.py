@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -37,6 +36,16 @@ def inputs(tmp_path, data_dir) -> Path:
     return root
 
 
+def start_and_wait_for_outputs(inputs: Path, out: Path, count: int) -> subprocess.Popen:
+    """A one-worker run, returned once it has written `count` outputs (to be interrupted)."""
+    run = start(str(inputs), "-o", str(out), "--workers", "1")
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("*.json"))) < count:
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.05)
+    return run
+
+
 def _outputs(out: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}  # json.loads fails on a half file
 
@@ -47,11 +56,7 @@ def _summary(out: Path) -> list[dict]:
 
 def test_sigkill_then_resume_gives_exactly_one_whole_output_each(inputs, tmp_path):
     out = tmp_path / "out"
-    run = start(str(inputs), "-o", str(out), "--workers", "1")
-    deadline = time.monotonic() + 120
-    while len(list(out.glob("*.json"))) < 3:
-        assert time.monotonic() < deadline and run.poll() is None
-        time.sleep(0.05)
+    run = start_and_wait_for_outputs(inputs, out, 3)
     run.send_signal(signal.SIGKILL)
     run.wait()
     before = _outputs(out)  # every file already there is whole
@@ -83,11 +88,7 @@ def test_failures_are_retried_up_to_the_limit_and_reported(inputs, tmp_path):
 
 def test_sigint_stops_gracefully_and_the_rest_resumes(inputs, tmp_path):
     out = tmp_path / "out"
-    run = start(str(inputs), "-o", str(out), "--workers", "1")
-    deadline = time.monotonic() + 120
-    while len(list(out.glob("*.json"))) < 2:
-        assert time.monotonic() < deadline and run.poll() is None
-        time.sleep(0.05)
+    run = start_and_wait_for_outputs(inputs, out, 2)
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 130 and "resume" in stderr and "Traceback" not in stderr

@@ -82,6 +82,15 @@ def _sanitize(model) -> None:
                 p.normal_(0.0, 0.02)
 
 
+def _save(model, processor, tok, out: Path) -> Path:
+    """Sanitise random weights, give the model ChatML stop tokens, and save it with its processor."""
+    _sanitize(model)
+    model.generation_config = _generation_config(tok)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def build_qwen2_audio(out: Path) -> Path:
     import torch
     from transformers import (
@@ -106,11 +115,7 @@ def build_qwen2_audio(out: Path) -> Path:
         audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
     )
     model = Qwen2AudioForConditionalGeneration(config)
-    _sanitize(model)
-    model.generation_config = _generation_config(tok)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return _save(model, processor, tok, out)
 
 
 def build_audioflamingo3(out: Path) -> Path:
@@ -139,11 +144,7 @@ def build_audioflamingo3(out: Path) -> Path:
         audio_token_id=tok.convert_tokens_to_ids("<sound>"),
     )
     model = AudioFlamingo3ForConditionalGeneration(config)
-    _sanitize(model)
-    model.generation_config = _generation_config(tok)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return _save(model, processor, tok, out)
 
 
 BUILDERS = {"qwen2-audio": build_qwen2_audio, "audioflamingo3": build_audioflamingo3}
@@ -201,11 +202,7 @@ def build_qwen2_5_omni(out: Path) -> Path:
         vision_token_id=ids("<|vision_pad|>"),
     )
     model = Qwen2_5OmniThinkerForConditionalGeneration(config)
-    _sanitize(model)
-    model.generation_config = _generation_config(tok)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return _save(model, processor, tok, out)
 
 
 BUILDERS["qwen2.5-omni"] = build_qwen2_5_omni
@@ -256,11 +253,7 @@ def build_qwen3_omni(out: Path) -> Path:
         vision_start_token_id=ids("<|vision_start|>"), audio_end_token_id=ids("<|audio_end|>"),
     )
     model = Qwen3OmniMoeThinkerForConditionalGeneration(config)
-    _sanitize(model)
-    model.generation_config = _generation_config(tok)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return _save(model, processor, tok, out)
 
 
 BUILDERS["qwen3-omni"] = build_qwen3_omni

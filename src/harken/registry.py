@@ -15,7 +15,7 @@ from typing import Callable
 
 from harken.config import ModelConfig, Settings
 from harken.engines.base import Engine
-from harken.errors import InvalidOptionError, ModelLoadError, UnknownModelError, UnsupportedModelError
+from harken.errors import InvalidOptionError, UnknownModelError, UnsupportedModelError
 from harken.sources import LocalSource, PackageSource, RemoteSource, Source, SplitPackageSource, parse_source
 
 __all__ = ["ModelEntry", "ModelInfo", "Registry", "BUILTIN_MODELS"]
@@ -80,13 +80,6 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
             extra="multilingual",
         ),
     ),
-)
-
-
-# Stock OpenAI voice names map to the default voice, so OpenAI examples speak unchanged.
-OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer", "verse")
-
-BUILTIN_MODELS += (
     ModelEntry(
         name="piper-joe",
         engine="piper",
@@ -103,6 +96,10 @@ BUILTIN_MODELS += (
         ),
     ),
 )
+
+
+# Stock OpenAI voice names map to the default voice, so OpenAI examples speak unchanged.
+OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer", "verse")
 
 
 def _whisper_factory(entry: ModelEntry, path: Path | None, settings: Settings, options: dict[str, object]) -> Engine:

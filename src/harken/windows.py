@@ -12,6 +12,7 @@ after another, so memory stays flat however long the clip.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -30,8 +31,6 @@ def map_reduce(
     audio: Audio, window_s: float, task: str, prompt: str | None, schema: dict[str, Any] | None,
     turn: Turn, merge: Callable[[str], ChatResult], start: float,
 ) -> ChatResult:
-    import time
-
     answers: list[tuple[float, float, ChatResult]] = []
     for piece in plan_pieces(audio.samples, max_len=window_s):
         part = AudioPart(piece.slice(audio.samples), f"{audio.sha256}:{piece.start:.3f}-{piece.end:.3f}")

@@ -12,7 +12,7 @@ import numpy as np
 from harken.errors import InvalidOptionError
 from harken.results import Segment
 
-__all__ = ["Capability", "Engine", "SpeechEngine", "TranscribeOptions", "EngineTranscript"]
+__all__ = ["Capability", "Engine", "SpeechEngine", "TranscribeOptions", "EngineTranscript", "check_range"]
 
 
 class Capability(Flag):
@@ -49,11 +49,11 @@ class TranscribeOptions:
             raise InvalidOptionError(
                 f"long_form must be auto, segmented or sequential, not {self.long_form!r}", param="long_form"
             )
-        _check_range("beam_size", self.beam_size, 1, 16)
-        _check_range("batch_size", self.batch_size, 1, 64)
-        _check_range("temperature", self.temperature, 0.0, 1.0)
+        check_range("beam_size", self.beam_size, 1, 16)
+        check_range("batch_size", self.batch_size, 1, 64)
+        check_range("temperature", self.temperature, 0.0, 1.0)
         if self.max_new_tokens is not None:
-            _check_range("max_new_tokens", self.max_new_tokens, 1, 440)
+            check_range("max_new_tokens", self.max_new_tokens, 1, 440)
         if self.language is not None and (not isinstance(self.language, str) or not self.language.isalpha()):
             raise InvalidOptionError(f"language must be a language code such as 'en', not {self.language!r}", param="language")
 
@@ -73,7 +73,8 @@ class TranscribeOptions:
         return json.dumps(data, sort_keys=True)
 
 
-def _check_range(name: str, value: Any, lo: float, hi: float) -> None:
+def check_range(name: str, value: Any, lo: float, hi: float) -> None:
+    """One plain error for a number outside [lo, hi] (or not a number), naming the option."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
         raise InvalidOptionError(f"{name} must be between {lo:g} and {hi:g}, not {value!r}", param=name)
 

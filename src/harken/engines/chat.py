@@ -9,8 +9,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from harken.engines.base import Engine
-from harken.errors import InvalidOptionError
+from harken.engines.base import Engine, check_range
 
 __all__ = ["TextPart", "AudioPart", "ChatMessage", "ChatOptions", "EngineReply", "OnText", "ChatEngine"]
 
@@ -50,10 +49,10 @@ class ChatOptions:
     json_schema: str | None = None
 
     def __post_init__(self) -> None:
-        _range("max_new_tokens", self.max_new_tokens, 1, 32768)
-        _range("temperature", self.temperature, 0.0, 2.0)
-        _range("top_p", self.top_p, 0.0, 1.0)
-        _range("top_k", self.top_k, 0, 10_000)
+        check_range("max_new_tokens", self.max_new_tokens, 1, 32768)
+        check_range("temperature", self.temperature, 0.0, 2.0)
+        check_range("top_p", self.top_p, 0.0, 1.0)
+        check_range("top_k", self.top_k, 0, 10_000)
 
     @staticmethod
     def schema_text(schema: dict[str, Any] | None) -> str | None:
@@ -69,11 +68,6 @@ class EngineReply:
     finish_reason: Literal["stop", "length"]
     prompt_tokens: int
     completion_tokens: int
-
-
-def _range(name: str, value: Any, lo: float, hi: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise InvalidOptionError(f"{name} must be between {lo:g} and {hi:g}, not {value!r}", param=name)
 
 
 @runtime_checkable

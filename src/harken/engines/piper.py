@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harken.engines.base import Capability
+from harken.engines.base import Capability, check_range
 from harken.errors import InvalidOptionError, ModelLoadError, UnsupportedModelError
 
 __all__ = ["PiperEngine", "SpeakOptions", "SpeechChunk", "MAX_INPUT_CHARS"]
@@ -21,8 +21,7 @@ class SpeakOptions:
     speed: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.speed, bool) or not isinstance(self.speed, (int, float)) or not 0.25 <= self.speed <= 4.0:
-            raise InvalidOptionError(f"speed must be between 0.25 and 4, not {self.speed!r}", param="speed")
+        check_range("speed", self.speed, 0.25, 4.0)
 
 
 @dataclass(frozen=True)

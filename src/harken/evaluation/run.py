@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harken.engines.base import Capability
-from harken.errors import AudioError, CapabilityError, HarkenError, InvalidOptionError
+from harken.errors import AudioError, CapabilityError, InvalidOptionError
 from harken.evaluation import metrics
 from harken.evaluation.datasets import Dataset, Example, load_dataset
 from harken.service import Service

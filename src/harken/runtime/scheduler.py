@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harken.engines.base import Engine, EngineTranscript, SpeechEngine, TranscribeOptions
+from harken.engines.base import Engine, SpeechEngine, TranscribeOptions
 from harken.errors import QueueFullError
 
 __all__ = ["Scheduler", "BatchHook"]
@@ -45,7 +45,6 @@ class _Worker:
         self.queue: deque[_Job] = deque()
         self.cond = threading.Condition()
         self.closing = False
-        self.busy = 0
         self.last_size = 1
         self.threads = [
             threading.Thread(target=self._loop, name=f"harken-{name}-{i}", daemon=True)
@@ -108,7 +107,6 @@ class _Worker:
                 if first.group is not None and job.group == first.group:
                     self.queue.remove(job)
                     batch.append(job)
-            self.busy += 1
             self.last_size = len(batch)
         return batch
 
@@ -127,9 +125,6 @@ class _Worker:
             for job in live:
                 if not job.future.done():
                     job.future.set_exception(exc)
-        finally:
-            with self.cond:
-                self.busy -= 1
 
 
 class Scheduler:
@@ -174,9 +169,6 @@ class Scheduler:
     def submit_call(self, name: str, engine: Engine, call: Callable[[], object]) -> Future:
         """Queue other work for `engine` (a chat turn) behind the same queue; never batched."""
         return self._worker(name, engine).submit(_Job(None, None, None, call))
-
-    def run(self, name: str, engine: SpeechEngine, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
-        return self.submit(name, engine, samples, options).result()
 
     def _worker(self, name: str, engine: Engine) -> _Worker:
         with self._lock:
