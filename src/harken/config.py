@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=default_cache_dir)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("default", description="CTranslate2 compute type; default is int8 on CPU")
-    cpu_threads: int = Field(0, ge=0, description="0 lets the engine use every core")
+    workers: int = Field(0, ge=0, description="parallel CTranslate2 workers; 0: one per core on CPU (at most 4), one on GPU")
+    cpu_threads: int = Field(0, ge=0, description="threads per worker; 0: the cores shared among the workers")
     warmup: bool = Field(True, description="run a tiny inference when a model loads")
     max_audio_s: float = Field(4 * 3600.0, gt=0, description="longest clip accepted, in seconds")
     result_cache: ResultCacheSettings = Field(default_factory=ResultCacheSettings)

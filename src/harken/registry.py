@@ -114,6 +114,7 @@ def _whisper_factory(entry: ModelEntry, path: Path | None, settings: Settings, o
         path,
         device=device,
         compute_type=str(options.get("compute_type", settings.compute_type)),
+        workers=int(options.get("workers", settings.workers)),  # type: ignore[arg-type]
         cpu_threads=int(options.get("cpu_threads", settings.cpu_threads)),  # type: ignore[arg-type]
     )
 

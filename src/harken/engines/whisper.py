@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,24 @@ class WhisperEngine:
     window_s = 30.0
     batches = True
 
-    def __init__(self, model_dir: Path, *, device: str = "auto", compute_type: str = "default", cpu_threads: int = 0):
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "auto",
+        compute_type: str = "default",
+        workers: int = 0,
+        cpu_threads: int = 0,
+    ):
         from faster_whisper import WhisperModel
 
         if compute_type == "default":
             compute_type = "int8" if device == "cpu" else "default"
+        workers, cpu_threads = _parallelism(device, workers, cpu_threads)
         try:
-            self.model = WhisperModel(str(model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+            self.model = WhisperModel(
+                str(model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers
+            )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelLoadError(f"cannot load Whisper model from {model_dir}: {exc}") from None
         self.multilingual = bool(self.model.model.is_multilingual)
@@ -98,6 +110,20 @@ class WhisperEngine:
         segments, info = self.model.transcribe(samples, **kwargs)
         out = tuple(_segment(i, s) for i, s in enumerate(segments))
         return EngineTranscript(out, info.language, float(info.language_probability))
+
+
+def _parallelism(device: str, workers: int, cpu_threads: int) -> tuple[int, int]:
+    """Workers and threads per worker; 0 means choose.
+
+    On CPU, several single-threaded CTranslate2 workers decoding different batches beat one
+    worker with every core: a small decoder step is too short to split across threads. The
+    workers share one copy of the weights. The segmented path keeps them all busy.
+    """
+    if device != "cpu":
+        return workers or 1, cpu_threads
+    cores = os.cpu_count() or 1
+    workers = workers or min(4, cores)
+    return workers, cpu_threads or max(1, cores // workers)
 
 
 def _segment(index: int, seg: Any) -> Segment:

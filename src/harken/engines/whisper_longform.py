@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ FULL_WINDOW_S = 30.0
 LOW_RATE_RATIO = 0.8
 MIN_RATE_CHECK_S = 4.0
 REPAIR_GAIN = 1.15
+MAX_TOKENS_PER_S = 8  # about twice fast speech: a looping piece stops early, then is repaired
 NO_SPEECH_PROB = 0.6
 NO_SPEECH_LOGPROB = -1.0
 _PREPEND = "\"'“¿([{-"
@@ -90,7 +92,7 @@ class SegmentedDecoder:
         decoded: list[_Decoded] = []
         for language, members in by_language.items():
             run = _Run(self.model, self._prompt(language, options), clips, options)
-            slots = [_Slot(i, p) for i in members for p in plan_pieces(clips[i])]
+            slots = [_Slot(i, p) for i in members for p in plan_pieces(clips[i], workers=self.model.model.num_workers)]
             decoded += _repair_skips(run, _repair_loops(run, run.decode(slots)))
         out = []
         for i, (language, probability) in enumerate(languages):
@@ -176,13 +178,25 @@ class _Run:
         buckets: dict[float, list[int]] = defaultdict(list)
         for i, slot in enumerate(slots):
             buckets[window_s or _window(slot.piece.duration)].append(i)
+        workers = self.model.model.num_workers
+        # Smaller batches when there are too few to keep every worker busy.
+        size = max(1, min(self.options.batch_size, math.ceil(len(slots) / workers)))
+        # Longest windows first, so parallel workers finish together.
+        batches = [
+            (window, members[k : k + size])
+            for window, members in sorted(buckets.items(), reverse=True)
+            for k in range(0, len(members), size)
+        ]
         out: list[_Decoded | None] = [None] * len(slots)
-        size = self.options.batch_size
-        for window, members in sorted(buckets.items()):
-            for k in range(0, len(members), size):
-                batch = members[k : k + size]
-                for i, d in zip(batch, self._decode_batch([slots[i] for i in batch], window)):
-                    out[i] = d
+
+        def run(batch: tuple[float, list[int]]) -> None:
+            window, members = batch
+            for i, d in zip(members, self._decode_batch([slots[i] for i in members], window)):
+                out[i] = d
+
+        # CTranslate2 releases the GIL and runs each call on a free worker.
+        with ThreadPoolExecutor(max(1, min(workers, len(batches)))) as pool:
+            list(pool.map(run, batches))
         return out  # type: ignore[return-value]
 
     def _decode_batch(self, slots: list[_Slot], window_s: float) -> list[_Decoded]:
@@ -195,12 +209,15 @@ class _Run:
         )
         encoded = self.model.encode(features)
         opts = self.options
+        # A looping piece would otherwise hold its whole batch for up to 448 decoder steps.
+        longest = max(p.duration for p in pieces)
+        max_length = min(self.max_length, len(self.prompt) + 10 + int(MAX_TOKENS_PER_S * longest))
         results = self.model.model.generate(
             encoded,
             [self.prompt] * len(pieces),
             # As in faster-whisper: a temperature means sampling, which CTranslate2 does without beams.
             beam_size=1 if opts.temperature else opts.beam_size,
-            max_length=self.max_length,
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
