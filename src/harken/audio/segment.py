@@ -58,7 +58,7 @@ def _speech_prob(padded: np.ndarray, workers: int) -> np.ndarray:
     """Silero's speech probability per frame, the clip split into one chunk per worker.
 
     The ONNX session runs on one thread and releases the GIL, so chunks run in parallel. Its
-    recurrent state restarts at each chunk, as it already does every 10,000 frames.
+    recurrent state starts afresh at each chunk, which moves the first few frames' values only.
     """
     from faster_whisper.vad import get_vad_model
 

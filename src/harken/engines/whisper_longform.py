@@ -3,7 +3,8 @@
 Whisper's own long-form decoding slides a 30 s window and, on joined or noisy recordings,
 jumps over whole utterances. Here every piece is decoded on its own, in batches, with the
 encoder window shortened to the piece (CTranslate2 accepts fewer than 3000 frames, and a
-10 s window costs a seventh of a 30 s one). Then two repairs:
+10 s window costs a sixth of a 30 s one). Batches run in parallel on the model's CTranslate2
+workers. Then two repairs, in one more parallel round:
 
 - a piece whose text loops (a known failure of short windows) is decoded again with the full
   30 s window;
@@ -93,7 +94,7 @@ class SegmentedDecoder:
         for language, members in by_language.items():
             run = _Run(self.model, self._prompt(language, options), clips, options)
             slots = [_Slot(i, p) for i in members for p in plan_pieces(clips[i], workers=self.model.model.num_workers)]
-            decoded += _repair_skips(run, _repair_loops(run, run.decode(slots)))
+            decoded += _repair(run, run.decode(slots))
         out = []
         for i, (language, probability) in enumerate(languages):
             kept = [d for d in decoded if d.slot.clip == i and d.text and not d.silent]
@@ -116,41 +117,32 @@ class SegmentedDecoder:
         return language, float(probability)
 
 
-def _repair_loops(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
-    """Decode looping pieces again with the full 30 s window."""
+def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
+    """Both repairs in one decode call, so their batches share the workers.
+
+    A looping piece is decoded again with the full 30 s window. A looping piece, or one whose
+    word rate is well below its clip's median, is cut again at its shorter pauses and the
+    sub-pieces are decoded; their text replaces the piece's when it holds clearly more words.
+    """
     looping = [i for i, d in enumerate(decoded) if _loops(d)]
-    if looping:
-        again = run.decode([decoded[i].slot for i in looping], window_s=FULL_WINDOW_S)
-        for i, d in zip(looping, again):
-            decoded[i] = d
-    return decoded
-
-
-def _repair_skips(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
-    """Re-decode pieces with a word rate well below their clip's median as smaller sub-pieces."""
-    rates: dict[int, list[float]] = defaultdict(list)
-    for d in decoded:
-        if d.text and d.piece.duration >= 2.0:
-            rates[d.slot.clip].append(d.word_count / d.piece.duration)
-    floors = {clip: LOW_RATE_RATIO * float(np.median(r)) for clip, r in rates.items()}
-    suspects = [
-        i for i, d in enumerate(decoded)
-        if d.slot.clip in floors
-        and d.piece.duration >= MIN_RATE_CHECK_S
-        and d.word_count / d.piece.duration < floors[d.slot.clip]
-    ]
     parts: list[_Slot] = []
     owner: list[int] = []
-    for i in suspects:
+    # A looping piece is also split: its text from the full window is often short too.
+    for i in sorted(set(looping) | set(_slow_pieces(decoded, exclude=set(looping)))):
         slot = decoded[i].slot
         sub = split_piece(run.clips[slot.clip], slot.piece)
         if len(sub) > 1:
             parts += [_Slot(slot.clip, p) for p in sub]
             owner += [i] * len(sub)
-    if not parts:
+    if not looping and not parts:
         return decoded
+    windows = [FULL_WINDOW_S] * len(looping) + [_window(p.piece.duration) for p in parts]
+    again = run.decode([decoded[i].slot for i in looping] + parts, windows)
+    decoded = list(decoded)
+    for i, d in zip(looping, again):
+        decoded[i] = d
     by_owner: dict[int, list[_Decoded]] = defaultdict(list)
-    for i, d in zip(owner, run.decode(parts)):
+    for i, d in zip(owner, again[len(looping) :]):
         if not _loops(d) and not d.silent:
             by_owner[i].append(d)
     out: list[_Decoded] = []
@@ -161,6 +153,22 @@ def _repair_skips(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
         else:
             out.append(d)
     return out
+
+
+def _slow_pieces(decoded: list[_Decoded], exclude: set[int]) -> list[int]:
+    """Pieces with a word rate well below their clip's median: probably partly skipped."""
+    rates: dict[int, list[float]] = defaultdict(list)
+    for i, d in enumerate(decoded):
+        if d.text and d.piece.duration >= 2.0 and i not in exclude:
+            rates[d.slot.clip].append(d.word_count / d.piece.duration)
+    floors = {clip: LOW_RATE_RATIO * float(np.median(r)) for clip, r in rates.items()}
+    return [
+        i for i, d in enumerate(decoded)
+        if i not in exclude
+        and d.slot.clip in floors
+        and d.piece.duration >= MIN_RATE_CHECK_S
+        and d.word_count / d.piece.duration < floors[d.slot.clip]
+    ]
 
 
 class _Run:
@@ -174,10 +182,11 @@ class _Run:
             limit = min(limit, len(prompt) + options.max_new_tokens)
         self.max_length = limit
 
-    def decode(self, slots: list[_Slot], window_s: float | None = None) -> list[_Decoded]:
+    def decode(self, slots: list[_Slot], windows: list[float] | None = None) -> list[_Decoded]:
+        """Decode pieces in batches of equal encoder windows (by default fitted to each piece)."""
         buckets: dict[float, list[int]] = defaultdict(list)
         for i, slot in enumerate(slots):
-            buckets[window_s or _window(slot.piece.duration)].append(i)
+            buckets[windows[i] if windows else _window(slot.piece.duration)].append(i)
         workers = self.model.model.num_workers
         # Smaller batches when there are too few to keep every worker busy.
         size = max(1, min(self.options.batch_size, math.ceil(len(slots) / workers)))
