@@ -57,3 +57,15 @@ def test_vad_in_parallel_chunks_cuts_in_the_same_places(data_dir):
     one, two = plan_pieces(samples), plan_pieces(samples, workers=2)
     assert len(one) == len(two) >= 3
     assert all(abs(a.start - b.start) < 0.1 for a, b in zip(one, two))
+
+
+def test_split_piece_cuts_speech_without_pauses(data_dir):
+    # Under steady noise no frame is quiet, yet a skipped-speech repair needs smaller parts.
+    samples = load_audio(data_dir / "LJ001-0001.flac").samples
+    noise = np.random.default_rng(0).standard_normal(len(samples)).astype(np.float32)
+    noisy = samples + np.sqrt(np.mean(samples**2)) * noise
+    piece = plan_pieces(noisy, max_len=60.0)[0]
+    parts = split_piece(noisy, piece)
+    assert len(parts) >= 2 and parts[0].start == piece.start and abs(parts[-1].end - piece.end) < 1e-6
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+    assert all(0.2 * piece.duration < p.duration <= 0.6 * piece.duration + 1e-6 for p in parts)

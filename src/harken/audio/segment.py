@@ -131,6 +131,11 @@ def plan_pieces(
 
 
 def split_piece(samples: np.ndarray, piece: Piece, *, min_len: float = 1.5, min_silence: float = 0.1) -> list[Piece]:
-    """Cut one piece again at its shorter pauses (to re-decode speech a decoder skipped)."""
-    inner = plan_pieces(piece.slice(samples), max_len=piece.duration - 1e-6, min_len=min_len, min_silence=min_silence)
+    """Cut one piece again at its shorter pauses (to re-decode speech a decoder skipped).
+
+    No part is longer than 60 % of the piece: speech without a pause (a crowd behind the
+    speaker) is still cut, at its least speech-like frame.
+    """
+    max_len = max(2 * min_len, 0.6 * piece.duration)
+    inner = plan_pieces(piece.slice(samples), max_len=max_len, min_len=min_len, min_silence=min_silence)
     return [Piece(piece.start + p.start, piece.start + p.end) for p in inner]

@@ -83,8 +83,8 @@ class SegmentedDecoder:
     def transcribe_many(self, clips: list[np.ndarray], options: TranscribeOptions) -> list[EngineTranscript]:
         """Transcribe several clips with one set of options, their pieces sharing encoder batches.
 
-        Every decision (cuts, repairs) is taken per clip, so a clip's text does not depend on
-        which other clips share its batches.
+        Every decision (cuts, repairs) is taken per clip, from that clip's own pieces and rates,
+        never from the other clips sharing its batches.
         """
         languages = [self._language(c, options) for c in clips]
         by_language: dict[str, list[int]] = defaultdict(list)
@@ -141,8 +141,14 @@ def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
     decoded = list(decoded)
     for i, d in zip(looping, again):
         decoded[i] = d
+    subs = again[len(looping) :]
+    # A sub-piece can loop too; dropping it would lose the very speech the split was for.
+    relooping = [k for k, d in enumerate(subs) if _loops(d)]
+    if relooping:
+        for k, d in zip(relooping, run.decode([parts[k] for k in relooping], [FULL_WINDOW_S] * len(relooping))):
+            subs[k] = d
     by_owner: dict[int, list[_Decoded]] = defaultdict(list)
-    for i, d in zip(owner, again[len(looping) :]):
+    for i, d in zip(owner, subs):
         if not _loops(d) and not d.silent:
             by_owner[i].append(d)
     out: list[_Decoded] = []
