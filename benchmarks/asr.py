@@ -1,6 +1,6 @@
 """ASR benchmark: harken against plain faster-whisper on the same files, model and settings.
 
-    python benchmarks/asr.py [--data ../shared/data] [--minutes 10]
+    python benchmarks/asr.py [--data ../shared/data] [--minutes 10] [--joins 4]
 
 Prints, in one run: wall time on a ~100 s file (harken vs a plain faster-whisper script),
 cold start to first transcript, peak RSS, WER on the English clips, and long audio (clips
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--joins", type=int, default=1, help="join orders to measure long audio on; the first gets every row")
     args = parser.parse_args()
     data = args.data if (args.data / "manifest.jsonl").is_file() else ROOT / "tests" / "data"
 
@@ -145,6 +146,16 @@ def main() -> None:
         print(f"{label:<34}{wer([long_ref], [text]):7.3f}{t:8.2f}s{base / t:9.2f}x")
     # Clip by clip on the same join order: the ceiling for any long-form method.
     print(f"{'clips one by one (ceiling)':<34}{wer(refs, fw_hyps):7.3f}")
+
+    # 5. The same clips joined in other orders: is the long-audio result a property of one join?
+    if args.joins > 1:
+        print(f"\n## Other joins of the same clips (orders 1..{args.joins - 1}), sequential vs harken")
+        print(f"{'join':<8}{'fw WER':>8}{'fw time':>9}{'harken WER':>12}{'harken time':>13}{'speed-up':>10}")
+        for seed in range(1, args.joins):
+            audio, ref = join(clips, args.minutes * 60, seed=seed)
+            fw, t_fw = timed(lambda: fw_text(audio))
+            h, t_h = timed(lambda: harken_text(audio))
+            print(f"{seed:<8}{wer([ref], [fw]):8.3f}{t_fw:8.2f}s{wer([ref], [h]):12.3f}{t_h:12.2f}s{t_fw / t_h:9.2f}x")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this benchmark process: {peak:.0f} MB")
 

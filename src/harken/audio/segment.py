@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from harken.audio.decode import SAMPLE_RATE
 
-__all__ = ["Piece", "plan_pieces", "split_piece"]
+__all__ = ["Cutter", "Piece", "plan_pieces", "split_piece"]
 
 _FRAME = 512  # Silero's window at 16 kHz
 _FPS = SAMPLE_RATE / _FRAME
@@ -88,54 +89,79 @@ def _quiet_runs(quiet: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
-def plan_pieces(
-    samples: np.ndarray,
-    *,
-    max_len: float = 20.0,
-    min_len: float = 2.0,
-    min_silence: float = 0.3,
-    vad_threshold: float = 0.35,
-    quiet_db: float = -35.0,
-    workers: int = 1,
-) -> list[Piece]:
-    """Cut `samples` into pieces of at most `max_len` s that cover it without gaps.
+class Cutter:
+    """Where to cut one clip. The VAD and levels are computed once, when first needed, so a
+    repair that cuts a piece again reuses them (with the whole clip as context)."""
 
-    Cuts go at the middle of every quiet run of at least `min_silence` s; pieces shorter than
-    `min_len` are merged into their predecessor; a piece still longer than `max_len` is cut at
-    its quietest frame in the second half of the allowed span. `workers` threads run the VAD.
-    """
-    total = len(samples) / SAMPLE_RATE
-    if total <= max_len:
-        return [Piece(0.0, total)]
-    act = _activity(samples, workers=workers)
-    quiet = act.quiet(vad_threshold, quiet_db)
-    cuts = [(a + b) / 2 / _FPS for a, b in _quiet_runs(quiet) if (b - a) / _FPS >= min_silence]
-    bounds = [0.0, *(c for c in cuts if 0.0 < c < total), total]
-    merged: list[list[float]] = []
-    for start, end in zip(bounds, bounds[1:]):
-        if merged and (end - start < min_len or merged[-1][1] - merged[-1][0] < min_len) and end - merged[-1][0] <= max_len:
-            merged[-1][1] = end
-        else:
-            merged.append([start, end])
-    pieces: list[Piece] = []
-    for start, end in merged:
-        while end - start > max_len:
-            lo, hi = int((start + max_len / 2) * _FPS), int((start + max_len) * _FPS)
-            # Lowest speech probability, ties broken by level: the least harmful place to cut.
-            score = act.speech_prob[lo:hi] + act.level_db[lo:hi] / 100.0
-            cut = (lo + int(np.argmin(score))) / _FPS
-            pieces.append(Piece(start, cut))
-            start = cut
-        pieces.append(Piece(start, end))
-    return pieces
+    def __init__(self, samples: np.ndarray, *, workers: int = 1) -> None:
+        self.samples, self.workers = samples, workers
+        self.duration = len(samples) / SAMPLE_RATE
+
+    @cached_property
+    def activity(self) -> _Activity:
+        return _activity(self.samples, workers=self.workers)
+
+    def pieces(
+        self,
+        *,
+        max_len: float = 20.0,
+        min_len: float = 2.0,
+        min_silence: float = 0.3,
+        vad_threshold: float = 0.35,
+        quiet_db: float = -35.0,
+    ) -> list[Piece]:
+        """Pieces of at most `max_len` s that cover the clip without gaps.
+
+        Cuts go at the middle of every quiet run of at least `min_silence` s; pieces shorter
+        than `min_len` are merged into their predecessor; a piece still longer than `max_len` is
+        cut at its quietest frame in the second half of the allowed span.
+        """
+        return self._cut(0.0, self.duration, max_len, min_len, min_silence, vad_threshold, quiet_db)
+
+    def split(self, piece: Piece, *, min_len: float = 1.5, min_silence: float = 0.1) -> list[Piece]:
+        """Cut one piece again at its shorter pauses (to re-decode speech a decoder skipped).
+
+        No part is longer than 60 % of the piece: speech without a pause (a crowd behind the
+        speaker) is still cut, at its least speech-like frame.
+        """
+        max_len = max(2 * min_len, 0.6 * piece.duration)
+        return self._cut(piece.start, piece.end, max_len, min_len, min_silence, 0.35, -35.0)
+
+    def _cut(
+        self, start: float, end: float, max_len: float, min_len: float, min_silence: float,
+        vad_threshold: float, quiet_db: float,
+    ) -> list[Piece]:
+        if end - start <= max_len:
+            return [Piece(start, end)]
+        act = self.activity
+        first = int(start * _FPS)
+        quiet = act.quiet(vad_threshold, quiet_db)[first : int(end * _FPS)]
+        cuts = [(first + (a + b) / 2) / _FPS for a, b in _quiet_runs(quiet) if (b - a) / _FPS >= min_silence]
+        bounds = [start, *(c for c in cuts if start < c < end), end]
+        merged: list[list[float]] = []
+        for a, b in zip(bounds, bounds[1:]):
+            if merged and (b - a < min_len or merged[-1][1] - merged[-1][0] < min_len) and b - merged[-1][0] <= max_len:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        pieces: list[Piece] = []
+        for a, b in merged:
+            while b - a > max_len:
+                lo, hi = int((a + max_len / 2) * _FPS), int((a + max_len) * _FPS)
+                # Lowest speech probability, ties broken by level: the least harmful place to cut.
+                score = act.speech_prob[lo:hi] + act.level_db[lo:hi] / 100.0
+                cut = (lo + int(np.argmin(score))) / _FPS
+                pieces.append(Piece(a, cut))
+                a = cut
+            pieces.append(Piece(a, b))
+        return pieces
 
 
-def split_piece(samples: np.ndarray, piece: Piece, *, min_len: float = 1.5, min_silence: float = 0.1) -> list[Piece]:
-    """Cut one piece again at its shorter pauses (to re-decode speech a decoder skipped).
+def plan_pieces(samples: np.ndarray, *, workers: int = 1, **options: float) -> list[Piece]:
+    """`Cutter(samples).pieces(...)`: `workers` threads run the VAD."""
+    return Cutter(samples, workers=workers).pieces(**options)
 
-    No part is longer than 60 % of the piece: speech without a pause (a crowd behind the
-    speaker) is still cut, at its least speech-like frame.
-    """
-    max_len = max(2 * min_len, 0.6 * piece.duration)
-    inner = plan_pieces(piece.slice(samples), max_len=max_len, min_len=min_len, min_silence=min_silence)
-    return [Piece(piece.start + p.start, piece.start + p.end) for p in inner]
+
+def split_piece(samples: np.ndarray, piece: Piece, **options: float) -> list[Piece]:
+    """`Cutter(samples).split(piece, ...)`."""
+    return Cutter(samples).split(piece, **options)

@@ -49,9 +49,11 @@ def ray_work(spec: BatchSpec, settings: Settings, *, address: str | None = None,
                 return "error", (type(exc).__name__, exc.message)
 
     count = actors or spec.workers
+    # Ray schedules an actor on one CPU; unless configured, its engine keeps to one core.
+    per_actor = settings.model_copy(update={"workers": settings.workers or 1, "cpu_threads": settings.cpu_threads or 1})
     pool: queue.Queue = queue.Queue()
     for _ in range(count):
-        pool.put(_Worker.remote(settings.model_dump_json(), spec))
+        pool.put(_Worker.remote(per_actor.model_dump_json(), spec))
 
     def work(item: Item) -> tuple[bytes, float, float]:
         actor = pool.get()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harken.audio import SAMPLE_RATE
-from harken.audio.segment import Piece, plan_pieces, split_piece
+from harken.audio.segment import Cutter, Piece
 from harken.engines.base import EngineTranscript, TranscribeOptions
 from harken.results import Segment, Word
 
@@ -90,10 +90,11 @@ class SegmentedDecoder:
         by_language: dict[str, list[int]] = defaultdict(list)
         for i, (language, _) in enumerate(languages):
             by_language[language].append(i)
+        cutters = [Cutter(c, workers=self.model.model.num_workers) for c in clips]
         decoded: list[_Decoded] = []
         for language, members in by_language.items():
-            run = _Run(self.model, self._prompt(language, options), clips, options)
-            slots = [_Slot(i, p) for i in members for p in plan_pieces(clips[i], workers=self.model.model.num_workers)]
+            run = _Run(self.model, self._prompt(language, options), cutters, options)
+            slots = [_Slot(i, p) for i in members for p in cutters[i].pieces()]
             decoded += _repair(run, run.decode(slots))
         out = []
         for i, (language, probability) in enumerate(languages):
@@ -130,7 +131,7 @@ def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
     # A looping piece is also split: its text from the full window is often short too.
     for i in sorted(set(looping) | set(_slow_pieces(decoded, exclude=set(looping)))):
         slot = decoded[i].slot
-        sub = split_piece(run.clips[slot.clip], slot.piece)
+        sub = run.cutters[slot.clip].split(slot.piece)
         if len(sub) > 1:
             parts += [_Slot(slot.clip, p) for p in sub]
             owner += [i] * len(sub)
@@ -180,8 +181,8 @@ def _slow_pieces(decoded: list[_Decoded], exclude: set[int]) -> list[int]:
 class _Run:
     """Batched decoding of pieces of several clips with one tokenizer and prompt."""
 
-    def __init__(self, model, prompt: tuple[object, list[int]], clips: list[np.ndarray], options: TranscribeOptions) -> None:
-        self.model, self.clips, self.options = model, clips, options
+    def __init__(self, model, prompt: tuple[object, list[int]], cutters: list[Cutter], options: TranscribeOptions) -> None:
+        self.model, self.cutters, self.options = model, cutters, options
         self.tokenizer, self.prompt = prompt
         limit = model.max_length
         if options.max_new_tokens is not None:
@@ -218,7 +219,7 @@ class _Run:
         pieces = [s.piece for s in slots]
         n_samples = int(window_s * SAMPLE_RATE)
         n_frames = int(window_s * 100)
-        clips = [s.piece.slice(self.clips[s.clip]) for s in slots]
+        clips = [s.piece.slice(self.cutters[s.clip].samples) for s in slots]
         features = np.stack(
             [self.model.feature_extractor(np.pad(c, (0, n_samples - len(c))))[:, :n_frames] for c in clips]
         )
