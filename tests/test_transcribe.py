@@ -133,3 +133,10 @@ def test_multilingual_base_detects_transcribes_and_translates(service, data_dir,
     english = service.translate(data_dir / "fleurs-de-001.ogg", model="base")
     assert english.task == "translate" and {"dinosaur", "water"} & set(english.text.lower().replace(".", " ").replace(",", " ").split())
 
+
+
+@pytest.mark.parametrize("model", ["whisper-tiny.en", "whisper-base"])
+def test_max_new_tokens_counts_only_generated_tokens(service, data_dir, model):
+    # The multilingual prompt is longer (language and task tokens); the cap must not include it.
+    t = service.transcribe(data_dir / "jfk.flac", model=model, language="en", max_new_tokens=5, use_cache=False)
+    assert [len(s.tokens) for s in t.segments] == [5]

@@ -36,7 +36,7 @@ FULL_WINDOW_S = 30.0
 LOW_RATE_RATIO = 0.8
 MIN_RATE_CHECK_S = 4.0
 REPAIR_GAIN = 1.15
-MAX_TOKENS_PER_S = 8  # about twice fast speech: a looping piece stops early, then is repaired
+MAX_TOKENS_PER_S = 6  # very fast speech is about 4.5: a looping piece stops early, then is repaired
 NO_SPEECH_PROB = 0.6
 NO_SPEECH_LOGPROB = -1.0
 _PREPEND = "\"'“¿([{-"
@@ -126,16 +126,16 @@ def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
     sub-pieces are decoded; their text replaces the piece's when it holds clearly more words.
     """
     looping = [i for i, d in enumerate(decoded) if _loops(d)]
+    # A looping piece is also split: its text from the full window is often short too.
+    suspects = sorted(set(looping) | set(_slow_pieces(decoded, exclude=set(looping))))
     parts: list[_Slot] = []
     owner: list[int] = []
-    # A looping piece is also split: its text from the full window is often short too.
-    for i in sorted(set(looping) | set(_slow_pieces(decoded, exclude=set(looping)))):
+    for i in suspects:
         slot = decoded[i].slot
         sub = run.cutters[slot.clip].split(slot.piece)
-        if len(sub) > 1:
-            parts += [_Slot(slot.clip, p) for p in sub]
-            owner += [i] * len(sub)
-    if not looping and not parts:
+        parts += [_Slot(slot.clip, p) for p in sub]
+        owner += [i] * len(sub)
+    if not suspects:
         return decoded
     windows = [FULL_WINDOW_S] * len(looping) + [_window(p.piece.duration) for p in parts]
     again = run.decode([decoded[i].slot for i in looping] + parts, windows)
@@ -148,6 +148,11 @@ def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
     if relooping:
         for k, d in zip(relooping, run.decode([parts[k] for k in relooping], [FULL_WINDOW_S] * len(relooping))):
             subs[k] = d
+    return _replace(decoded, owner, subs)
+
+
+def _replace(decoded: list[_Decoded], owner: list[int], subs: list[_Decoded]) -> list[_Decoded]:
+    """Each piece, or its sub-pieces where they hold clearly more words."""
     by_owner: dict[int, list[_Decoded]] = defaultdict(list)
     for i, d in zip(owner, subs):
         if not _loops(d) and not d.silent:
@@ -184,10 +189,6 @@ class _Run:
     def __init__(self, model, prompt: tuple[object, list[int]], cutters: list[Cutter], options: TranscribeOptions) -> None:
         self.model, self.cutters, self.options = model, cutters, options
         self.tokenizer, self.prompt = prompt
-        limit = model.max_length
-        if options.max_new_tokens is not None:
-            limit = min(limit, len(prompt) + options.max_new_tokens)
-        self.max_length = limit
 
     def decode(self, slots: list[_Slot], windows: list[float] | None = None) -> list[_Decoded]:
         """Decode pieces in batches of equal encoder windows (by default fitted to each piece)."""
@@ -225,15 +226,16 @@ class _Run:
         )
         encoded = self.model.encode(features)
         opts = self.options
-        # A looping piece would otherwise hold its whole batch for up to 448 decoder steps.
-        longest = max(p.duration for p in pieces)
-        max_length = min(self.max_length, len(self.prompt) + 10 + int(MAX_TOKENS_PER_S * longest))
+        # A looping piece would otherwise hold its whole batch for up to 224 decoder steps.
+        new_tokens = 10 + int(MAX_TOKENS_PER_S * max(p.duration for p in pieces))
+        if opts.max_new_tokens is not None:
+            new_tokens = min(new_tokens, opts.max_new_tokens)
         results = self.model.model.generate(
             encoded,
             [self.prompt] * len(pieces),
             # As in faster-whisper: a temperature means sampling, which CTranslate2 does without beams.
             beam_size=1 if opts.temperature else opts.beam_size,
-            max_length=max_length,
+            max_length=self._max_length(new_tokens),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -257,6 +259,10 @@ class _Run:
                 )
             )
         return out
+
+    def _max_length(self, new_tokens: int) -> int:
+        # CTranslate2's Whisper generates at most min(max_length / 2, max_length - prompt) tokens.
+        return min(self.model.max_length, max(2 * new_tokens, len(self.prompt) + new_tokens))
 
     def _align(self, tokens: list[list[int]], encoded, n_frames: int, pieces: list[Piece]) -> list[tuple[Word, ...]]:
         from faster_whisper.transcribe import merge_punctuations
