@@ -105,14 +105,9 @@ OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "m
 def _whisper_factory(entry: ModelEntry, path: Path | None, settings: Settings, options: dict[str, object]) -> Engine:
     from harken.engines.whisper import WhisperEngine
 
-    device = settings.device
-    if device == "auto":
-        import ctranslate2
-
-        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
     return WhisperEngine(
         path,
-        device=device,
+        device=settings.device,
         compute_type=str(options.get("compute_type", settings.compute_type)),
         workers=int(options.get("workers", settings.workers)),  # type: ignore[arg-type]
         cpu_threads=int(options.get("cpu_threads", settings.cpu_threads)),  # type: ignore[arg-type]

@@ -43,6 +43,10 @@ class WhisperEngine:
     ):
         from faster_whisper import WhisperModel
 
+        if device == "auto":
+            import ctranslate2
+
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
         if compute_type == "default":
             compute_type = "int8" if device == "cpu" else "default"
         workers, cpu_threads = _parallelism(device, workers, cpu_threads)
