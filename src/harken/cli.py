@@ -113,6 +113,7 @@ def models(
     Console().print(table)
 
 
+AudioFileArg = Annotated[str, typer.Argument(help="An audio file.", show_default=False)]
 ChatModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, alias or checkpoint directory.")]
 MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Most tokens to generate.")]
 TextFormatOpt = Annotated[str, typer.Option("--format", "-f", help="text or json.")]
@@ -120,7 +121,7 @@ TextFormatOpt = Annotated[str, typer.Option("--format", "-f", help="text or json
 
 @app.command()
 def ask(
-    file: Annotated[str, typer.Argument(help="An audio file.", show_default=False)],
+    file: AudioFileArg,
     question: Annotated[str, typer.Argument(help="What to ask about it.", show_default=False)],
     model: ChatModelOpt = None,
     max_tokens: MaxTokensOpt = None,
@@ -135,7 +136,7 @@ def ask(
 
 @app.command()
 def caption(
-    file: Annotated[str, typer.Argument(help="An audio file.", show_default=False)],
+    file: AudioFileArg,
     model: ChatModelOpt = None,
     max_tokens: MaxTokensOpt = None,
     fmt: TextFormatOpt = "text",
@@ -148,7 +149,7 @@ def caption(
 
 @app.command()
 def analyze(
-    file: Annotated[str, typer.Argument(help="An audio file.", show_default=False)],
+    file: AudioFileArg,
     schema: Annotated[str, typer.Option(help="A built-in schema (tone) or a JSON Schema file.")] = "tone",
     model: ChatModelOpt = None,
     max_tokens: MaxTokensOpt = None,
