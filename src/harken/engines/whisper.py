@@ -13,7 +13,7 @@ from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
 from harken.errors import CapabilityError, ModelLoadError
 from harken.results import Segment, Word
 
-__all__ = ["WhisperEngine"]
+__all__ = ["WhisperEngine", "resolve_device"]
 
 # faster-whisper's own fallback ladder, used when the caller asks for greedy/beam decoding.
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -43,10 +43,7 @@ class WhisperEngine:
     ):
         from faster_whisper import WhisperModel
 
-        if device == "auto":
-            import ctranslate2
-
-            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        device = resolve_device(device)
         if compute_type == "default":
             compute_type = "int8" if device == "cpu" else "default"
         workers, cpu_threads = _parallelism(device, workers, cpu_threads)
@@ -115,6 +112,18 @@ class WhisperEngine:
         segments, info = self.model.transcribe(samples, **kwargs)
         out = tuple(_segment(i, s) for i, s in enumerate(segments))
         return EngineTranscript(out, info.language, float(info.language_probability))
+
+
+def resolve_device(device: str) -> str:
+    """"auto" is CUDA when CTranslate2 sees a GPU, else the CPU."""
+    if device != "auto":
+        return device
+    try:
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    except Exception:  # a broken CUDA install still leaves the CPU
+        return "cpu"
 
 
 def _parallelism(device: str, workers: int, cpu_threads: int) -> tuple[int, int]:

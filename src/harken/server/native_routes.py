@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from harken.engines.whisper import resolve_device
 from harken.errors import AudioError, HarkenError
 from harken.formats import file_error, file_record
 from harken.server.errors import error_response
@@ -36,7 +37,7 @@ async def healthz(request: Request) -> dict:
     service = state.service
     return {
         "status": "ok",
-        "device": _device(state),
+        "device": resolve_device(state.settings.device),
         "model": service.registry.resolve(None).name,
         "models_loaded": service.registry.loaded_names(),
     }
@@ -122,14 +123,3 @@ async def _one(state: ServerState, request: Request, path: str, source, options:
         return file_error(path, exc)
     state.record(request, transcript)
     return file_record(path, transcript)
-
-
-def _device(state: ServerState) -> str:
-    if state.settings.device != "auto":
-        return state.settings.device
-    try:
-        import ctranslate2
-
-        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    except Exception:  # a broken CUDA install still leaves the CPU
-        return "cpu"
