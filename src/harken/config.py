@@ -18,7 +18,7 @@ from pydantic_settings import (
 
 from harken.errors import InvalidOptionError
 
-__all__ = ["Settings", "ModelConfig", "ResultCacheSettings", "SchedulerSettings", "ServerSettings", "default_cache_dir"]
+__all__ = ["Settings", "ModelConfig", "DecodeSettings", "ResultCacheSettings", "SchedulerSettings", "ServerSettings", "default_cache_dir"]
 
 _config_file: ContextVar[Path | None] = ContextVar("harken_config_file", default=None)
 
@@ -26,6 +26,18 @@ _config_file: ContextVar[Path | None] = ContextVar("harken_config_file", default
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "harken"
+
+
+def _split_list(value: Any) -> Any:
+    # HARKEN_API_KEYS=a,b reads better than JSON; toml and Python give real lists.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _split_paths(value: Any) -> Any:
+    # Directories also split like $PATH.
+    return _split_list(value.replace(os.pathsep, ",")) if isinstance(value, str) else value
 
 
 class ModelConfig(BaseModel):
@@ -40,6 +52,15 @@ class ModelConfig(BaseModel):
 class ResultCacheSettings(BaseModel):
     memory_items: int = Field(256, ge=0, description="results kept in memory (LRU); 0 turns it off")
     disk: bool = Field(False, description="also keep results on disk under cache_dir/results")
+
+
+class DecodeSettings(BaseModel):
+    isolation: Literal["process", "inline"] = Field(
+        "process", description="decode each file in a child process, so a decoder crash or runaway costs that file only; "
+        "or inline, in this process",
+    )
+    concurrency: int = Field(0, ge=0, description="files decoded at once; 0: one per core")
+    timeout_s: float = Field(300.0, gt=0, description="longest one file may take to decode")
 
 
 class SchedulerSettings(BaseModel):
@@ -64,18 +85,15 @@ class ServerSettings(BaseModel):
     jobs_dir: Path | None = Field(None, description="where async jobs live (default: cache_dir/jobs)")
     webhook_hosts: list[str] = Field(default_factory=list, description="hosts job webhooks may be sent to")
     webhook_secret: str | None = Field(None, description="HMAC-SHA256 key that signs webhook bodies")
+    model_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="directories under which clients may name a model directory as `model`; empty: catalogue names and aliases only",
+    )
+    auth_failures_per_minute: int = Field(
+        10, ge=0, description="failed API-key attempts a client address may make per minute before it is refused (429); 0 is off",
+    )
 
-
-def _split_list(value: Any) -> Any:
-    # HARKEN_API_KEYS=a,b reads better than JSON; toml and Python give real lists.
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-def _split_paths(value: Any) -> Any:
-    # Directories also split like $PATH.
-    return _split_list(value.replace(os.pathsep, ",")) if isinstance(value, str) else value
+    _split_dirs = field_validator("model_roots", mode="before")(_split_paths)
 
 
 class Settings(BaseSettings):
@@ -93,6 +111,7 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="run a tiny inference when a model loads")
     max_audio_s: float = Field(4 * 3600.0, gt=0, description="longest clip accepted, in seconds")
     result_cache: ResultCacheSettings = Field(default_factory=ResultCacheSettings)
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)

@@ -15,6 +15,7 @@ __all__ = [
     "NoAudioStreamError",
     "EmptyAudioError",
     "AudioTooLongError",
+    "DecodeLimitError",
     "ModelError",
     "UnknownModelError",
     "ModelNotInstalledError",
@@ -77,6 +78,13 @@ class EmptyAudioError(AudioError):
 class AudioTooLongError(AudioError):
     status = 413
     code = "audio_too_long"
+
+
+class DecodeLimitError(AudioError):
+    """Decoding the file needed more time or memory than it may (a decompression bomb, say)."""
+
+    status = 413
+    code = "decode_limit_exceeded"
 
 
 class ModelError(HarkenError):

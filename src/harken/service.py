@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from harken.audio import Audio, AudioSource, decode_audio, load_audio, read_audio
+from harken.audio import Audio, AudioSource, RawAudio, read_audio
+from harken.audio.isolation import make_decoder
 from harken.audio.encode import encode, encode_stream, get_speech_format
 from harken.config import Settings
 from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
-from harken.engines.piper import SpeakOptions, check_text
+from harken.engines.piper import SpeakOptions
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart
 from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError
 from harken.tasks import CAPTION_PROMPT, analyze_prompt, load_schema, parse_analysis
@@ -80,9 +81,16 @@ class _Pending:
 
 
 class Service:
-    def __init__(self, settings: Settings | None = None, *, on_batch: BatchHook | None = None) -> None:
+    """`model_roots`: where model directories may be named from (None: anywhere; the server
+    passes its operator's list, usually empty: catalogue names only)."""
+
+    def __init__(
+        self, settings: Settings | None = None, *, on_batch: BatchHook | None = None,
+        model_roots: list[Path] | None = None,
+    ) -> None:
         self.settings = settings or Settings.load()
-        self.registry = Registry(self.settings)
+        self.registry = Registry(self.settings, model_roots=model_roots)
+        self.decoder = make_decoder(self.settings.decode)
         disk = self.settings.cache_dir / "results" if self.settings.result_cache.disk else None
         self.cache = ResultCache(self.settings.result_cache.memory_items, disk)
         sched = self.settings.scheduler
@@ -105,7 +113,11 @@ class Service:
     def load_audio(self, source: AudioSource | Audio) -> Audio:
         if isinstance(source, Audio):
             return source
-        return load_audio(source, max_duration=self.settings.max_audio_s)
+        return self.decode(read_audio(source))
+
+    def decode(self, raw: RawAudio) -> Audio:
+        """Decode read audio under the duration limit (in a child process unless configured inline)."""
+        return self.decoder.decode(raw, max_duration=self.settings.max_audio_s)
 
     def transcribe(
         self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True, **options: Any
@@ -297,9 +309,8 @@ class Service:
         first byte; iterate the result to synthesise."""
         fmt = get_speech_format(format)
         engine, _ = self._voice(voice)
-        options = SpeakOptions(speed)
-        check_text(text)
-        return encode_stream((c.samples for c in engine.speak(text, options)), engine.rate, fmt)
+        chunks = engine.speak(text, SpeakOptions(speed))  # checks the text now, synthesises when iterated
+        return encode_stream((c.samples for c in chunks), engine.rate, fmt)
 
     def _voice(self, voice: str | Path | None) -> tuple[Any, ModelEntry]:
         entry = self.registry.resolve_voice(voice)
@@ -325,7 +336,7 @@ class Service:
                 done = time.perf_counter()
                 cached = Transcript.from_dict(hit)
                 return cached.with_timings(Timings(done - start, 0.0, done - start, cached.duration, cache_hit=True))
-            audio = raw if isinstance(raw, Audio) else decode_audio(raw, max_duration=self.settings.max_audio_s)
+            audio = raw if isinstance(raw, Audio) else self.decode(raw)
             decoded = time.perf_counter()
             loaded = self.registry.load(entry.name)
             needed = Capability.TRANSLATE if options.task == "translate" else Capability.TRANSCRIBE
