@@ -1,8 +1,9 @@
 """The job store: one SQLite file (WAL) that makes batch runs resumable.
 
 Each input is a row: its output name (fixed the first time, so reruns write the same file),
-status, attempts and the last error. A row left `running` by a crash is pending again on the
-next run. Outputs are renamed into place before their row says `done`, so a crash between the
+status, attempts and the last error. A row left `running` means the process died on it (a
+crash, a kill): that counts as a failed attempt, so an input that kills the process every time
+ends up failed after its retries instead of crash-looping every run. Outputs are renamed into place before their row says `done`, so a crash between the
 two only means the file is rewritten, never that it is missing or half-written.
 """
 
@@ -15,7 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["JobStore", "Item"]
+__all__ = ["JobStore", "Item", "INTERRUPTED"]
+
+INTERRUPTED = "the process stopped while working on this input (killed, or crashed by it)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,8 +78,7 @@ class JobStore:
                 out = output_name(name, taken)
                 taken.add(out)
                 self.db.execute("INSERT INTO items (input, position, output) VALUES (?, ?, ?)", (name, start + offset, out))
-            # Rows a crash left running are simply pending again.
-            self.db.execute("UPDATE items SET status = 'pending' WHERE status = 'running'")
+            self.db.execute("UPDATE items SET status = 'failed', error = ? WHERE status = 'running'", (INTERRUPTED,))
             self.db.execute("COMMIT")
 
     def todo(self, inputs: list[str], max_attempts: int) -> list[Item]:
