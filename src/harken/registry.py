@@ -1,14 +1,18 @@
 """The model catalogue: names, aliases, sources, and lazily loaded engines.
 
 Model resolution happens here and nowhere else: a catalogue name, an alias (built in, from a
-catalogue entry, or from `[aliases]` in harken.toml), or a model directory.
+catalogue entry, or from `[aliases]` in harken.toml), or a model directory. Directories are open
+to local use (the CLI, the Python API); the server's registry takes them only under the
+operator's `server.model_roots`, so a client cannot load (or probe for) any folder on its disk.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -151,8 +155,12 @@ class LoadedModel:
 
 
 class Registry:
-    def __init__(self, settings: Settings) -> None:
+    """`model_roots` None: any model directory may be named; a list: only directories whose real
+    path lies under one of them (none, for an empty list)."""
+
+    def __init__(self, settings: Settings, *, model_roots: Sequence[Path] | None = None) -> None:
         self.settings = settings
+        self._roots = None if model_roots is None else [Path(os.path.realpath(r)) for r in model_roots]
         self._entries: dict[str, ModelEntry] = {e.name: e for e in BUILTIN_MODELS}
         for name, cfg in settings.models.items():
             self._entries[name] = _entry_from_config(name, cfg)
@@ -192,11 +200,27 @@ class Registry:
             key = self._aliases[key]
         if key in self._entries:
             return self._entries[key]
-        path = Path(key).expanduser()
-        if path.is_dir():
-            return ModelEntry(name=str(path.resolve()), engine=_guess_engine(path), source=LocalSource(path.resolve()))
+        path = self._directory(key)
+        if path is not None:
+            return ModelEntry(name=str(path), engine=_guess_engine(path), source=LocalSource(path))
         known = ", ".join(sorted(self._entries))
-        raise UnknownModelError(f"unknown model {key!r} (known: {known}; or give a model directory)", param="model")
+        hint = "; or give a model directory" if self._roots is None else ("; or a directory under the model roots" if self._roots else "")
+        raise UnknownModelError(f"unknown model {key!r} (known: {known}{hint})", param="model")
+
+    def _directory(self, key: str) -> Path | None:
+        """The real path of the model directory `key` names, if directories may be named and it is one."""
+        if (self._roots is not None and not self._roots) or "\0" in key:
+            return None
+        try:
+            path = Path(key).expanduser()
+        except RuntimeError:  # ~name of a user that does not exist
+            return None
+        if self._roots is not None and not path.is_absolute():
+            return None
+        real = Path(os.path.realpath(path))
+        if self._roots is not None and not any(real == r or real.is_relative_to(r) for r in self._roots):
+            return None
+        return real if real.is_dir() else None
 
     def load(self, name_or_path: str | Path | None = None) -> LoadedModel:
         entry = self.resolve(name_or_path)

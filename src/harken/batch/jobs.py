@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from harken.audio import AudioSource, named_bytes
 from harken.batch.inputs import BatchInputs
 from harken.batch.jobstore import JobStore
 from harken.batch.local import STORE_NAME, BatchSpec, run_batch
-from harken.errors import ForbiddenError, InvalidOptionError, JobNotFoundError
+from harken.errors import AudioNotFoundError, ForbiddenError, InvalidOptionError, JobNotFoundError
+from harken.files import PathGuard, describe_os_error
 from harken.service import Service
 
 __all__ = ["JobManager", "JobInfo", "sign"]
@@ -59,8 +61,11 @@ def sign(secret: str, body: bytes, timestamp: str) -> str:
 
 
 class JobManager:
-    def __init__(self, service: Service, root: Path, *, webhook_hosts: list[str], webhook_secret: str | None) -> None:
-        self.service, self.root = service, root
+    def __init__(
+        self, service: Service, root: Path, *, guard: PathGuard, webhook_hosts: list[str], webhook_secret: str | None
+    ) -> None:
+        """Inputs are opened through `guard` when a job gets to them, as well as checked on submit."""
+        self.service, self.root, self.guard = service, root, guard
         self.webhook_hosts = {h.lower() for h in webhook_hosts}
         self.webhook_secret = webhook_secret
         root.mkdir(parents=True, exist_ok=True)
@@ -142,7 +147,7 @@ class JobManager:
         inputs = BatchInputs([real for _, real in json.loads(inputs_json)])
         self._set(job_id, "running")
         try:
-            run_batch(self.service, inputs, self.root / job_id, spec, stop=stop)
+            run_batch(self.service, inputs, self.root / job_id, spec, stop=stop, read=self._read)
         except Exception:
             log.exception("job %s broke off; it stays queued for the next start", job_id)
             self._set(job_id, "queued")
@@ -158,6 +163,12 @@ class JobManager:
         else:
             self._set(job_id, "done")
             self._notify(job_id)
+
+    def _read(self, path: str) -> AudioSource:
+        try:
+            return named_bytes(self.guard.read(path), Path(path).name)
+        except OSError as exc:
+            raise AudioNotFoundError(f"{Path(path).name}: {describe_os_error(exc)}") from None
 
     def _items(self, job_id: str):
         path = self.root / job_id / STORE_NAME

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harken.audio import AudioSource
 from harken.batch.inputs import BatchInputs, output_name
 from harken.batch.jobstore import Item, JobStore
 from harken.errors import HarkenError, InvalidOptionError
@@ -64,9 +65,11 @@ def run_batch(
     service: Service, inputs: BatchInputs, output: Path, spec: BatchSpec, *,
     stop: threading.Event | None = None, on_progress: Callable[[BatchProgress, Item | None], None] | None = None,
     work: Callable[[Item], tuple[bytes, float, float]] | None = None,
+    read: Callable[[str], AudioSource] | None = None,
 ) -> BatchProgress:
-    """Run (or resume) the batch; returns the counts. `work` replaces local processing (Ray).
-    Inputs left when `stop` is set stay pending for the next run."""
+    """Run (or resume) the batch; returns the counts. `work` replaces local processing (Ray);
+    `read` opens an input (default: the path as it is). Inputs left when `stop` is set stay
+    pending for the next run."""
     if output.exists() and not output.is_dir():
         raise InvalidOptionError(f"--output {output} exists and is not a folder", param="output")
     output.mkdir(parents=True, exist_ok=True)
@@ -85,7 +88,7 @@ def run_batch(
         progress = BatchProgress(total=len(inputs.paths), skipped=len(inputs.paths) - len(todo))
         if on_progress:
             on_progress(progress, None)
-        process = work or (lambda item: _process(service, spec, item))
+        process = work or (lambda item: _process(service, spec, item, read(item.input) if read else item.input))
         stop = stop or threading.Event()
         with ThreadPoolExecutor(max(1, spec.workers)) as pool:
             pending: dict[Future, Item] = {}
@@ -128,20 +131,20 @@ def _settle(store: JobStore, output: Path, spec: BatchSpec, item: Item, future: 
     progress.inference_s += inference_s
 
 
-def _process(service: Service, spec: BatchSpec, item: Item) -> tuple[bytes, float, float]:
+def _process(service: Service, spec: BatchSpec, item: Item, source: AudioSource) -> tuple[bytes, float, float]:
     opts = dict(spec.options)
     if spec.task in ("transcribe", "translate"):
         run = service.translate if spec.task == "translate" else service.transcribe
-        t = run(item.input, model=spec.model, **opts)
+        t = run(source, model=spec.model, **opts)
         return get_writer(spec.format).render(t).encode(), t.duration, t.timings.inference_s
     if spec.task == "ask":
         question = opts.pop("question")
-        r = service.ask(item.input, question, model=spec.model, **opts)
+        r = service.ask(source, question, model=spec.model, **opts)
     elif spec.task == "caption":
-        r = service.caption(item.input, model=spec.model, **opts)
+        r = service.caption(source, model=spec.model, **opts)
     else:
         schema = opts.pop("schema", "tone")
-        r = service.analyze(item.input, schema, model=spec.model, **opts)
+        r = service.analyze(source, schema, model=spec.model, **opts)
     body = json.dumps({"file": item.input, **r.to_dict()}, ensure_ascii=False, indent=2) + "\n" if spec.format == "json" else r.text + "\n"
     return body.encode(), r.timings.audio_s, r.timings.inference_s
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,14 @@ class SpeechChunk:
     text: str  # the sentence's phonemes, joined: what this chunk says
 
 
+# Control characters are not speech, and a NUL cuts the text short for espeak (a ValueError).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def check_text(text: str) -> str:
+    """The text to speak with control characters blanked; InvalidOptionError when none is left."""
+    if isinstance(text, str):
+        text = _CONTROL.sub(" ", text)
     if not isinstance(text, str) or not text.strip():
         raise InvalidOptionError("the text to speak is empty", param="input")
     if len(text) > MAX_INPUT_CHARS:
@@ -66,10 +74,18 @@ class PiperEngine:
         self.voice = None
 
     def speak(self, text: str, options: SpeakOptions) -> Iterator[SpeechChunk]:
-        """One chunk per sentence, as each is synthesised."""
+        """One chunk per sentence, as each is synthesised. A text with nothing the voice can say
+        ("...", a lone symbol) is refused here, before the first chunk, not halfway through a
+        response that has already begun."""
+        text = check_text(text)
+        if not any(self.voice.phonemize(text)):
+            raise InvalidOptionError("the text holds nothing the voice can say", param="input")
+        return self._synthesize(text, options)
+
+    def _synthesize(self, text: str, options: SpeakOptions) -> Iterator[SpeechChunk]:
         from piper import SynthesisConfig
 
         config = SynthesisConfig(length_scale=1.0 / options.speed)
-        for chunk in self.voice.synthesize(check_text(text), syn_config=config):
+        for chunk in self.voice.synthesize(text, syn_config=config):
             yield SpeechChunk(np.asarray(chunk.audio_float_array, dtype=np.float32), chunk.sample_rate,
                               "".join(chunk.phonemes))

@@ -6,12 +6,14 @@ from harken.evaluation.run import TASKS, EvalReport, evaluate
 __all__ = ["Dataset", "Example", "EvalReport", "TASKS", "evaluate", "evaluate_folder", "load_dataset"]
 
 
-def evaluate_folder(audio_dir, gt_dir, model=None, max_new_tokens=None, match_mode="exact", **kwargs) -> EvalReport:
+def evaluate_folder(audio_dir, gt_dir, model=None, max_new_tokens=None, match_mode="exact", *, guard=None, **kwargs) -> EvalReport:
     """Score `model` on audio_dir/ with one `<stem>.txt` label per clip in gt_dir/.
-    match_mode "exact" reports exact-match counts (and WER); "wer" reports WER and CER."""
+    match_mode "exact" reports exact-match counts (and WER); "wer" reports WER and CER.
+    Every file is opened through `guard` (a harken.files.PathGuard; default: any regular file)."""
     from harken.errors import InvalidOptionError
 
     if match_mode not in ("exact", "wer"):
         raise InvalidOptionError(f"match_mode must be exact or wer, not {match_mode!r}", param="match_mode")
     task = "exact" if match_mode == "exact" else "asr"
-    return evaluate(load_dataset(audio_dir, gt_dir), model=model, task=task, max_new_tokens=max_new_tokens, **kwargs)
+    dataset = load_dataset(audio_dir, gt_dir, guard=guard)
+    return evaluate(dataset, model=model, task=task, max_new_tokens=max_new_tokens, guard=guard, **kwargs)

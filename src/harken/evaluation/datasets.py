@@ -8,18 +8,22 @@
 - CSV with the same columns and a header row.
 
 What cannot be used (a clip without a label, a label without a clip, a bad line, a label that
-is not UTF-8) is reported in `problems` and skipped; only a dataset with nothing usable, or a
-missing folder or file, is an error.
+is not UTF-8, a file that is not a regular file or lies outside the guard's roots) is reported
+in `problems` and skipped; only a dataset with nothing usable, or a missing folder or file, is
+an error. Every file is opened through a `PathGuard`: the server's confines a dataset to its
+allowed roots, symlinks included.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harken.errors import InvalidOptionError
+from harken.errors import ForbiddenError, InvalidOptionError, PayloadTooLargeError
+from harken.files import PathGuard, describe_os_error
 
 __all__ = ["Example", "Dataset", "load_dataset", "AUDIO_SUFFIXES"]
 
@@ -45,25 +49,27 @@ class Dataset:
     problems: list[str] = field(default_factory=list)
 
 
-def load_dataset(data: str | Path, labels: str | Path | None = None) -> Dataset:
+def load_dataset(data: str | Path, labels: str | Path | None = None, *, guard: PathGuard | None = None) -> Dataset:
     """A dataset from a folder pair, a .jsonl manifest or a .csv (see the module notes)."""
+    guard = guard or PathGuard()
     path = Path(data)
     if labels is not None:
-        return _checked(_folder_pair(path, Path(labels)))
+        return _checked(_folder_pair(path, Path(labels), guard))
     if path.is_dir():
         audio, gt = path / "audio", path / "labels"
         if not (audio.is_dir() and gt.is_dir()):
             for manifest in ("manifest.jsonl", "manifest.csv"):
                 if (path / manifest).is_file():
-                    return load_dataset(path / manifest)
+                    return load_dataset(path / manifest, guard=guard)
             raise InvalidOptionError(f"{path} has neither audio/ and labels/ folders nor a manifest", param="data")
-        return _checked(_folder_pair(audio, gt))
+        return _checked(_folder_pair(audio, gt, guard))
     if not path.exists():
         raise InvalidOptionError(f"{path}: no such file or folder", param="data")
-    if path.suffix == ".jsonl":
-        return _checked(_manifest(path, _jsonl_rows(path)))
-    if path.suffix == ".csv":
-        return _checked(_manifest(path, _csv_rows(path)))
+    if path.suffix in (".jsonl", ".csv"):
+        text, problem = _read_text(path, guard, errors="replace")
+        if problem is not None:
+            raise InvalidOptionError(f"{path.name}: {problem}", param="data")
+        return _checked(_manifest(path, _jsonl_rows(text) if path.suffix == ".jsonl" else _csv_rows(text)))
     raise InvalidOptionError(f"{path.name}: a dataset is a folder, a .jsonl manifest or a .csv", param="data")
 
 
@@ -74,7 +80,21 @@ def _checked(dataset: Dataset) -> Dataset:
     return dataset
 
 
-def _folder_pair(audio_dir: Path, label_dir: Path) -> Dataset:
+def _read_text(path: Path, guard: PathGuard, *, errors: str = "strict") -> tuple[str, None] | tuple[None, str]:
+    """(the UTF-8 text of a file the guard lets through, None), or (None, why it cannot be had)."""
+    try:
+        return guard.read(path).decode("utf-8", errors=errors), None
+    except OSError as exc:
+        return None, describe_os_error(exc)
+    except ForbiddenError:
+        return None, "outside the allowed media roots"
+    except PayloadTooLargeError:
+        return None, "too large"
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+
+
+def _folder_pair(audio_dir: Path, label_dir: Path, guard: PathGuard) -> Dataset:
     for folder, what in ((audio_dir, "audio"), (label_dir, "labels")):
         if not folder.is_dir():
             raise InvalidOptionError(f"{what} folder not found: {folder}", param="data")
@@ -85,18 +105,17 @@ def _folder_pair(audio_dir: Path, label_dir: Path) -> Dataset:
         if stem not in texts:
             dataset.problems.append(f"{clip.name}: no label file {stem}.txt")
             continue
-        try:
-            reference = " ".join(line.strip() for line in texts[stem].read_text(encoding="utf-8").splitlines()).strip()
-        except UnicodeDecodeError:
-            dataset.problems.append(f"{texts[stem].name}: not UTF-8 text")
+        text, problem = _read_text(texts[stem], guard)
+        if problem is not None:
+            dataset.problems.append(f"{texts[stem].name}: {problem}")
             continue
-        dataset.examples.append(Example(clip, reference))
+        dataset.examples.append(Example(clip, " ".join(line.strip() for line in text.splitlines()).strip()))
     dataset.problems += [f"{texts[s].name}: no audio clip" for s in texts if s not in clips]
     return dataset
 
 
-def _jsonl_rows(path: Path):
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+def _jsonl_rows(text: str):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -107,10 +126,9 @@ def _jsonl_rows(path: Path):
         yield n, row if isinstance(row, dict) else None, None if isinstance(row, dict) else "not a JSON object"
 
 
-def _csv_rows(path: Path):
-    with path.open(encoding="utf-8", errors="replace", newline="") as f:
-        for n, row in enumerate(csv.DictReader(f), start=2):
-            yield n, row, None
+def _csv_rows(text: str):
+    for n, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        yield n, row, None
 
 
 def _manifest(path: Path, rows) -> Dataset:

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from harken.engines.base import Capability
-from harken.errors import AudioError, CapabilityError, InvalidOptionError
+from harken.audio import AudioSource, named_bytes
+from harken.errors import AudioError, AudioNotFoundError, CapabilityError, ForbiddenError, InvalidOptionError, PayloadTooLargeError
 from harken.evaluation import metrics
 from harken.evaluation.datasets import Dataset, Example, load_dataset
+from harken.files import PathGuard, describe_os_error
 from harken.service import Service
 
 __all__ = ["EvalReport", "evaluate", "TASKS"]
@@ -44,11 +46,14 @@ def evaluate(
     max_new_tokens: int | None = None,
     service: Service | None = None,
     on_clip: Callable[[dict[str, Any]], None] | None = None,
+    guard: PathGuard | None = None,
 ) -> EvalReport:
-    """Score `model` on `dataset`; a clip that fails is recorded in its detail, never fatal."""
+    """Score `model` on `dataset`; a clip that fails is recorded in its detail, never fatal.
+    Clips are opened through `guard` (default: any regular file)."""
     if task not in TASKS:
         raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}, not {task!r}", param="task")
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    guard = guard or PathGuard()
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, guard=guard)
     examples = [e for e in data.examples if e.task is None or e.task in _ROWS[task]]
     if not examples:
         raise InvalidOptionError(f"{data.source}: no clips for task {task!r}", param="task")
@@ -56,13 +61,13 @@ def evaluate(
     service = service or _default_service()
     norm = metrics.normaliser(normalizer)
     loaded = service.registry.load(model)
-    predict = _predictor(service, loaded.entry.name, loaded.engine.capabilities, task, data, max_new_tokens)
+    predict = _predictor(service, loaded.entry.name, loaded.engine.capabilities, task, data, max_new_tokens, _opener(guard))
     details = []
     for example in data.examples:
         detail: dict[str, Any] = {"path": str(example.path), "reference": example.reference}
         try:
             hypothesis, timings = predict(example)
-        except (AudioError, CapabilityError) as exc:
+        except (AudioError, CapabilityError, ForbiddenError, PayloadTooLargeError) as exc:
             detail.update(hypothesis=None, error={"type": exc.code, "message": exc.message})
         else:
             detail.update(hypothesis=hypothesis, timings=timings.to_dict())
@@ -74,13 +79,23 @@ def evaluate(
     return EvalReport(loaded.entry.name, task, data.source, options, _summary(task, details, norm), details, data.problems)
 
 
-def _predictor(service: Service, model: str, caps: Capability, task: str, data: Dataset, max_new_tokens: int | None):
+def _opener(guard: PathGuard) -> Callable[[Example], AudioSource]:
+    def open_clip(example: Example) -> AudioSource:
+        try:
+            return named_bytes(guard.read(example.path), example.path.name)
+        except OSError as exc:
+            raise AudioNotFoundError(f"{example.path.name}: {describe_os_error(exc)}") from None
+    return open_clip
+
+
+def _predictor(service: Service, model: str, caps: Capability, task: str, data: Dataset, max_new_tokens: int | None,
+               clip: Callable[[Example], AudioSource]):
     if task == "lid":
         if Capability.DETECT_LANGUAGE not in caps:
             raise CapabilityError(f"model {model!r} cannot identify languages", param="model")
 
         def lid(example: Example):
-            guess = service.detect_language(example.path, model=model)
+            guess = service.detect_language(clip(example), model=model)
             return guess.language, guess.timings
         return lid
     if task == "classify":
@@ -90,17 +105,17 @@ def _predictor(service: Service, model: str, caps: Capability, task: str, data: 
                   "required": ["label"], "additionalProperties": False}
 
         def classify(example: Example):
-            answer = service.analyze(example.path, schema, model=model, max_new_tokens=max_new_tokens or 64)
+            answer = service.analyze(clip(example), schema, model=model, max_new_tokens=max_new_tokens or 64)
             return answer.result["label"], answer.timings
         return classify
     if Capability.TRANSCRIBE in caps:
         def transcribe(example: Example):
-            t = service.transcribe(example.path, model=model, max_new_tokens=max_new_tokens, language=example.language)
+            t = service.transcribe(clip(example), model=model, max_new_tokens=max_new_tokens, language=example.language)
             return t.text, t.timings
         return transcribe
     if Capability.CHAT in caps:
         def ask(example: Example):
-            answer = service.ask(example.path, TRANSCRIBE_PROMPT, model=model, max_new_tokens=max_new_tokens or 256)
+            answer = service.ask(clip(example), TRANSCRIBE_PROMPT, model=model, max_new_tokens=max_new_tokens or 256)
             return answer.text, answer.timings
         return ask
     raise CapabilityError(f"model {model!r} can neither transcribe nor chat", param="model")

@@ -1,7 +1,8 @@
 """`create_app(settings)`: the FastAPI app behind `harken serve`.
 
 Middleware, outermost first: observe (metrics, audit, access log), CORS (only when origins are
-configured), security (API keys, rate limit, upload cap). Routes call the one Service.
+configured), security (API keys, rate limits, upload cap), catch-all (a bug's 500 without
+closing the connection). Routes call the one Service.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from harken import __version__
 from harken.config import Settings
 from harken.errors import HarkenError
 from harken.server import chat_routes, jobs_routes, native_routes, openai_routes, speech_routes
-from harken.server.errors import install_error_handlers
+from harken.server.errors import ERROR_RESPONSES, CatchAll, install_error_handlers
 from harken.server.media import MediaPolicy
 from harken.server.observe import AuditLog, Metrics, ObserveMiddleware
 from harken.server.security import KeyRing, RateLimiter, SecurityMiddleware
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.load()
     keys = KeyRing.from_settings(settings)  # a bad keys file fails here, before serving
     metrics = Metrics()
-    service = Service(settings, on_batch=metrics.on_batch)
+    service = Service(settings, on_batch=metrics.on_batch, model_roots=settings.server.model_roots)
     metrics.watch(service)
     state = ServerState(settings, service, MediaPolicy(settings), metrics)
 
@@ -40,9 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         from harken.batch.jobs import JobManager
 
-        state.jobs = JobManager(service, settings.server.jobs_dir or settings.cache_dir / "jobs",
+        state.jobs = JobManager(service, settings.server.jobs_dir or settings.cache_dir / "jobs", guard=state.media.guard,
                                 webhook_hosts=settings.server.webhook_hosts, webhook_secret=settings.server.webhook_secret)
         state.jobs.resume()  # jobs a restart interrupted carry on where they stopped
+        service.decoder.start()  # the decoder host imports while the default model loads
         loading = asyncio.create_task(_load_default(state))
         yield
         loading.cancel()
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Offline audio understanding: OpenAI-compatible and native routes over local models.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.harken = state
     install_error_handlers(app)
@@ -65,10 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs_routes.router)
     app.include_router(native_routes.router)
     server = settings.server
+    app.add_middleware(CatchAll)
     app.add_middleware(
         SecurityMiddleware,
         keys=keys,
         limiter=RateLimiter(server.rate_limit_per_minute),
+        failures=RateLimiter(server.auth_failures_per_minute),
         max_body_bytes=int(server.max_upload_mb * 1024 * 1024),
     )
     if server.cors_origins:

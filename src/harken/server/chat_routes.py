@@ -15,12 +15,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from harken.audio import Audio
+from harken.audio import Audio, named_bytes
 from harken.engines.chat import AudioPart, ChatMessage, TextPart
 from harken.errors import AudioDecodeError, HarkenError, InvalidOptionError
 from harken.results import ChatResult
 from harken.server.errors import envelope
-from harken.server.media import named_bytes
 from harken.server.state import ClientGone, ServerState, state_of
 from harken.tasks import check_schema
 
@@ -101,7 +100,11 @@ class ChatRequest(BaseModel):
 @router.post("/chat/completions", summary="Chat with audio (OpenAI)")
 async def chat_completions(request: Request, body: ChatRequest) -> Response:
     state = state_of(request)
-    messages = await asyncio.to_thread(_messages, state, body)
+    try:
+        # Under the request's deadline: a slow audio URL or a client that leaves stops here.
+        messages = await state.run(request, _messages(state, body))
+    except ClientGone:
+        return Response(status_code=499)
     options: dict[str, Any] = dict(
         max_new_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, seed=body.seed,
@@ -184,27 +187,27 @@ async def _stream(request: Request, state: ServerState, messages, body: ChatRequ
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _messages(state: ServerState, body: ChatRequest) -> list[ChatMessage]:
+async def _messages(state: ServerState, body: ChatRequest) -> list[ChatMessage]:
     out: list[ChatMessage] = []
     for i, m in enumerate(body.messages):
         role = "system" if m.role == "developer" else m.role
         if m.content is None or isinstance(m.content, str):
             parts: tuple = (TextPart(m.content or ""),)
         else:
-            parts = tuple(_part(state, p, f"messages.{i}.content") for p in m.content)
+            parts = tuple([await _part(state, p, f"messages.{i}.content") for p in m.content])
         out.append(ChatMessage(role, parts))
     if body.audio_path:
         paths = [body.audio_path] if isinstance(body.audio_path, str) else body.audio_path
         users = [i for i, m in enumerate(out) if m.role == "user"]
         if not users:
             raise InvalidOptionError("audio_path needs a user message to attach to", param="audio_path")
-        extra = tuple(_audio(state, state.media.source(p, param="audio_path")) for p in paths)
+        extra = tuple([await _audio(state, await state.media.source(p, param="audio_path")) for p in paths])
         last = out[users[-1]]
         out[users[-1]] = ChatMessage("user", extra + last.parts)
     return out
 
 
-def _part(state: ServerState, part, where: str) -> TextPart | AudioPart:
+async def _part(state: ServerState, part, where: str) -> TextPart | AudioPart:
     if isinstance(part, _Text):
         return TextPart(part.text)
     if isinstance(part, _InputAudio):
@@ -212,12 +215,12 @@ def _part(state: ServerState, part, where: str) -> TextPart | AudioPart:
             data = base64.b64decode(part.input_audio.data, validate=True)
         except (binascii.Error, ValueError):
             raise AudioDecodeError("input_audio.data is not valid base64", param=where) from None
-        return _audio(state, named_bytes(data, f"input_audio.{part.input_audio.format or 'audio'}"))
-    return _audio(state, state.media.source(part.audio_url.url, param=where))
+        return await _audio(state, named_bytes(data, f"input_audio.{part.input_audio.format or 'audio'}"))
+    return await _audio(state, await state.media.source(part.audio_url.url, param=where))
 
 
-def _audio(state: ServerState, source) -> AudioPart:
-    audio: Audio = state.service.load_audio(source)
+async def _audio(state: ServerState, source) -> AudioPart:
+    audio: Audio = await asyncio.to_thread(state.service.load_audio, source)
     return AudioPart(audio.samples, audio.sha256)
 
 
@@ -232,9 +235,13 @@ def _schema(fmt: _ResponseFormat | None) -> dict | None:
     return fmt.json_schema.schema_
 
 
-def _speak(state: ServerState, text: str, audio: _AudioOut) -> dict:
-    """The answer spoken, in OpenAI's `message.audio` shape."""
-    speech = state.service.speak(text or "…", voice=audio.voice, format=audio.format)
+def _speak(state: ServerState, text: str, audio: _AudioOut) -> dict | None:
+    """The answer spoken, in OpenAI's `message.audio` shape; None when it holds nothing a voice
+    can say (an empty answer, or only symbols)."""
+    try:
+        speech = state.service.speak(text, voice=audio.voice, format=audio.format)
+    except InvalidOptionError:  # the voice was checked before the answer was asked for
+        return None
     return {
         "id": "audio_" + uuid.uuid4().hex[:24],
         "data": base64.b64encode(speech.data).decode(),

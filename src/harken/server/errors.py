@@ -2,7 +2,8 @@
 
 This is the one place that maps errors to HTTP. HarkenError subclasses carry their status and
 code; request validation, unknown routes and wrong methods are translated here; anything else
-is a bug, logged with its traceback and answered with a bare 500 that reveals nothing.
+is a bug, logged with its traceback and answered with a bare 500 that reveals nothing, on a
+connection that stays open for the client's next request.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import math
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harken.errors import HarkenError
 
-__all__ = ["error_response", "install_error_handlers", "envelope"]
+__all__ = ["CatchAll", "ERROR_RESPONSES", "error_response", "install_error_handlers", "envelope"]
 
 log = logging.getLogger("harken.server")
 
@@ -28,14 +32,48 @@ def envelope(message: str, type_: str, code: str | None, param: str | None = Non
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+class _ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorEnvelope(BaseModel):
+    """The OpenAI error shape every non-2xx answer has."""
+
+    error: _ErrorBody
+
+
+_MEANINGS = {
+    400: "bad request: an option, a path or the audio is unusable",
+    401: "missing or invalid API key",
+    403: "a path, host or model this server does not allow",
+    404: "no such model, job, file or route",
+    405: "method not allowed (the Allow header lists the ones that are)",
+    413: "the upload, file or audio is larger or longer than allowed",
+    415: "not decodable audio",
+    422: "the request does not match the schema",
+    429: "rate limit, or too many failed API keys; see Retry-After",
+    500: "a bug in harken (logged); the answer says nothing more",
+    503: "the model is loading or missing, the queue is full, or the request ran out of time",
+}
+# What every route may answer besides its 2xx, in the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorEnvelope, "description": meaning} for status, meaning in _MEANINGS.items()
+}
+
+
 def error_response(
     status: int, message: str, *, type_: str | None = None, code: str | None = None, param: str | None = None,
-    retry_after: float | None = None,
+    retry_after: float | None = None, headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     if type_ is None:
         type_ = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
-    return JSONResponse(envelope(message, type_, code, param), status_code=status, headers=headers)
+    headers = dict(headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return JSONResponse(envelope(message, type_, code, param), status_code=status, headers=headers or None)
 
 
 def from_harken(exc: HarkenError) -> JSONResponse:
@@ -64,9 +102,59 @@ def install_error_handlers(app: FastAPI) -> None:
             return from_harken(exc.__cause__)
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(exc.status_code, message, code=codes.get(exc.status_code))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed(request)
+        return error_response(exc.status_code, message, code=codes.get(exc.status_code), headers=headers)
 
+    # Only for errors in the outer middleware: CatchAll answers everything below it.
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal server error", code="internal_error")
+        return _internal()
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves on this path (Starlette names only the first route's)."""
+    served = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            served.append(method)
+    return ", ".join(served)
+
+
+def _internal() -> JSONResponse:
+    return error_response(500, "internal server error", code="internal_error")
+
+
+class CatchAll:
+    """Answers an unhandled exception with the 500 envelope and does not re-raise it.
+
+    Starlette's outermost handler re-raises after answering, and uvicorn then closes the
+    connection, so the client's next request on it was reset. A response already under way
+    cannot be turned into an error: that one is re-raised, and its connection closed, so the
+    client sees a broken response rather than a silently truncated one.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await _internal()(scope, receive, send)

@@ -10,7 +10,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from harken.batch.local import BatchSpec
+from harken.errors import InvalidOptionError
 from harken.server.state import state_of
+from harken.tasks import BUILTIN_SCHEMAS
 
 __all__ = ["router"]
 
@@ -28,10 +30,15 @@ class JobRequest(BaseModel):
 @router.post("/jobs", summary="Start an async batch job")
 async def create_job(request: Request, body: JobRequest) -> dict:
     state = state_of(request)
+    schema = body.options.get("schema")
+    if schema is not None and not (isinstance(schema, dict) or schema in BUILTIN_SCHEMAS):
+        # A path would have the server read (and quote) any JSON file on its disk.
+        raise InvalidOptionError("options.schema is a built-in schema name or a JSON Schema object", param="options.schema")
     spec = BatchSpec(task=body.task, model=body.model, format="json", options=body.options, workers=2)
     state.service.registry.resolve(body.model)
-    # Every input is checked against the roots before anything runs.
-    inputs = await asyncio.to_thread(lambda: [(p, str(state.media.local_path(p, param="inputs"))) for p in body.inputs])
+    # Every input is checked against the roots before anything runs (and read through the same
+    # guard when the job gets to it).
+    inputs = await asyncio.to_thread(lambda: [(p, str(state.media.local_file(p, param="inputs"))) for p in body.inputs])
     info = await asyncio.to_thread(state.jobs.submit, inputs, spec, body.webhook_url)
     return info.to_dict()
 

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from harken.engines.whisper import resolve_device
-from harken.errors import AudioError, HarkenError
+from harken.errors import AudioError, PayloadTooLargeError
 from harken.formats import file_error, file_record
 from harken.server.errors import error_response
 from harken.server.state import ClientGone, ServerState, state_of
@@ -34,12 +34,14 @@ class TranscribeRequest(BaseModel):
 @router.get("/healthz", summary="Liveness, device and loaded models")
 async def healthz(request: Request) -> dict:
     state = state_of(request)
-    service = state.service
+    registry = state.service.registry
+    catalogue = set(registry.names())
     return {
         "status": "ok",
         "device": resolve_device(state.settings.device),
-        "model": service.registry.resolve(None).name,
-        "models_loaded": service.registry.loaded_names(),
+        "model": registry.resolve(None).name,
+        # Unauthenticated: catalogue names only, never a model directory's path.
+        "models_loaded": [name for name in registry.loaded_names() if name in catalogue],
     }
 
 
@@ -59,17 +61,20 @@ async def metrics(request: Request) -> Response:
 @router.post("/transcribe", summary="Transcribe files the server can read, in order")
 async def transcribe(request: Request, body: TranscribeRequest) -> Response:
     state = state_of(request)
-    # Every path is checked before any work, so one forbidden path refuses the whole request.
-    sources = await asyncio.gather(*(asyncio.to_thread(_source, state, p) for p in body.paths))
+    # Every reference is checked before any work, so one forbidden path refuses the whole request.
+    for path in body.paths:
+        state.media.check(path, param="paths")
     options = dict(
         model=body.model, initial_prompt=body.prompt, max_new_tokens=body.max_new_tokens,
         language=body.language, word_timestamps=body.word_timestamps, use_cache=body.use_cache,
     )
+    # A batch's worth in flight at once: enough for the scheduler to join them into shared
+    # engine calls, while only that many files are ever held in memory.
+    slots = asyncio.Semaphore(state.settings.scheduler.max_batch)
     try:
         outcomes = await state.run(
             request,
-            # Together, so the scheduler can batch them into shared engine calls.
-            asyncio.gather(*(_one(state, request, p, s, options) for p, s in zip(body.paths, sources)), return_exceptions=True),
+            asyncio.gather(*(_one(state, request, slots, p, options) for p in body.paths), return_exceptions=True),
         )
     except ClientGone:
         return Response(status_code=499)
@@ -97,7 +102,7 @@ async def evaluate_route(request: Request, body: EvaluateRequest) -> JSONRespons
     gt_dir = state.media.local_dir(body.gt_dir, param="gt_dir")
     report = await state.run(request, asyncio.to_thread(
         evaluate_folder, audio_dir, gt_dir, model=body.model, max_new_tokens=body.max_new_tokens,
-        match_mode=body.match_mode, normalizer=body.normalizer, service=state.service,
+        match_mode=body.match_mode, normalizer=body.normalizer, service=state.service, guard=state.media.guard,
     ))
     data = report.to_dict()
     # Paths come back as the client named them, never as resolved server paths.
@@ -107,19 +112,12 @@ async def evaluate_route(request: Request, body: EvaluateRequest) -> JSONRespons
     return JSONResponse(data)
 
 
-def _source(state: ServerState, path: str):
-    try:
-        return state.media.source(path)
-    except AudioError as exc:
-        return exc  # a missing file is that file's error, not the request's
-
-
-async def _one(state: ServerState, request: Request, path: str, source, options: dict) -> dict:
-    if isinstance(source, HarkenError):
-        return file_error(path, source)
-    try:
-        transcript = await state.service.transcribe_async(source, **options)
-    except AudioError as exc:
-        return file_error(path, exc)
+async def _one(state: ServerState, request: Request, slots: asyncio.Semaphore, path: str, options: dict) -> dict:
+    async with slots:
+        try:
+            source = await state.media.source(path, param="paths")
+            transcript = await state.service.transcribe_async(source, **options)
+        except (AudioError, PayloadTooLargeError) as exc:  # that file's error, not the request's
+            return file_error(path, exc)
     state.record(request, transcript)
     return file_record(path, transcript)

@@ -2,6 +2,12 @@
 
 It is plain ASGI rather than a Starlette BaseHTTPMiddleware so that streaming responses and
 client disconnects pass through untouched.
+
+Keys: `Authorization: Bearer KEY` (the scheme in any case; spaces, tabs or NBSP around the key
+are trimmed). A request with more than one Authorization header is refused: which one a proxy
+in front reads and which one this server reads could differ. Each client address may fail
+`auth_failures_per_minute` times a minute; past that, all its requests get 429 until the budget
+refills, so a key cannot be guessed at line speed.
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ def key_id(key: str) -> str:
     return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+_MAX_CLIENTS = 10_000
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -79,24 +88,52 @@ class RateLimiter:
         self.rate = per_minute / 60.0
         self.capacity = float(per_minute)
         self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def check(self, who: str) -> None:
-        if self.rate <= 0:
-            return
+        """Spend one request for `who`, or RateLimitError when its bucket is empty."""
+        if self.exhausted(who):
+            raise RateLimitError("rate limit reached; retry later", retry_after=self.wait(who))
+        self.spend(who)
+
+    def exhausted(self, who: str) -> bool:
+        return self.rate > 0 and self._refill(who).tokens < 1.0
+
+    def wait(self, who: str) -> float:
+        """Seconds until `who` has a whole request again."""
+        return max(0.0, 1.0 - self._refill(who).tokens) / self.rate if self.rate > 0 else 0.0
+
+    def spend(self, who: str) -> None:
+        if self.rate > 0:
+            with self._lock:
+                self._refill(who).tokens -= 1.0
+
+    def _refill(self, who: str) -> _Bucket:
         now = time.monotonic()
         with self._lock:
-            bucket = self._buckets.setdefault(who, _Bucket(self.capacity, now))
+            bucket = self._buckets.get(who)
+            if bucket is None:
+                if len(self._buckets) >= _MAX_CLIENTS:
+                    self._forget_full(now)
+                bucket = self._buckets[who] = _Bucket(self.capacity, now)
             bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
-            if bucket.tokens < 1.0:
-                raise RateLimitError("rate limit reached; retry later", retry_after=(1.0 - bucket.tokens) / self.rate)
-            bucket.tokens -= 1.0
+            return bucket
+
+    def _forget_full(self, now: float) -> None:
+        # A full bucket says nothing a fresh one would not: drop those, so memory stays bounded
+        # however many addresses or keys come by.
+        self._buckets = {
+            k: b for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate < self.capacity
+        }
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, *, keys: KeyRing, limiter: RateLimiter, max_body_bytes: int) -> None:
-        self.app, self.keys, self.limiter, self.max_body_bytes = app, keys, limiter, max_body_bytes
+    def __init__(
+        self, app: ASGIApp, *, keys: KeyRing, limiter: RateLimiter, failures: RateLimiter, max_body_bytes: int
+    ) -> None:
+        self.app, self.keys, self.limiter, self.failures = app, keys, limiter, failures
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,9 +156,21 @@ class SecurityMiddleware:
             raise PayloadTooLargeError(f"request body larger than {self.max_body_bytes // (1024 * 1024)} MB")
         if scope["path"] in OPEN_PATHS:
             return "open"
-        who = self.keys.check(headers.get("authorization")) if self.keys.enabled else _client(scope)
+        who = self._authenticate(scope, headers) if self.keys.enabled else _client(scope)
         self.limiter.check(who)
         return who
+
+    def _authenticate(self, scope: Scope, headers: dict[str, str]) -> str:
+        client = _client(scope)
+        if self.failures.exhausted(client):
+            raise RateLimitError("too many failed API keys from this address; retry later", retry_after=self.failures.wait(client))
+        try:
+            if sum(k.lower() == b"authorization" for k, _ in scope["headers"]) > 1:
+                raise AuthenticationError("more than one Authorization header; send exactly one")
+            return self.keys.check(headers.get("authorization"))
+        except AuthenticationError:
+            self.failures.spend(client)
+            raise
 
     def _capped(self, receive: Receive) -> Receive:
         # A chunked body has no Content-Length: count what arrives and stop at the cap.

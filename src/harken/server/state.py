@@ -13,7 +13,8 @@ from fastapi import Request, UploadFile
 from harken.config import Settings
 from harken.errors import RequestTimeoutError
 from harken.results import ChatResult, Timings, Transcript
-from harken.server.media import MediaPolicy, named_bytes
+from harken.audio import named_bytes
+from harken.server.media import MediaPolicy
 from harken.server.observe import AuditInfo, Metrics
 from harken.service import Service
 
