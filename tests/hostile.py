@@ -80,3 +80,22 @@ def flac_without_length(seconds: float, rate: int = 48_000) -> bytes:
     word = struct.unpack(">Q", data[18:26])[0] & ~((1 << 36) - 1)
     data[18:26] = struct.pack(">Q", word)
     return bytes(data)
+
+
+def matroska_declaring(duration_ms: float) -> bytes:
+    """0.32 s of FLAC in Matroska whose header declares `duration_ms` (negative, or absurd)."""
+    from fractions import Fraction
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="matroska") as out:
+        stream = out.add_stream("flac", rate=16_000, layout="mono")
+        for i in range(5):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16_000, i * 1024, Fraction(1, 16_000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data = bytearray(buffer.getvalue())
+    at = data.find(b"\x44\x89")  # the EBML Duration element: ID, size, then a float
+    size = data[at + 2] & 0x7F
+    data[at + 3 : at + 3 + size] = struct.pack(">d" if size == 8 else ">f", duration_ms)
+    return bytes(data)

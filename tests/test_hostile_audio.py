@@ -66,6 +66,19 @@ def test_float_samples_beyond_full_scale_are_clipped_like_16_bit_pcm():
     assert audio.samples.max() == 1.0 and audio.samples.min() == -1.0
 
 
+def test_float_samples_near_float_max_do_not_overflow_into_nan():
+    x = np.full((2000, 1), 3e38, np.float32)  # the fuzzer's find: soxr overflowed to NaN at 22.05 kHz
+    x[1::2] = -3e38
+    audio = load_audio(hostile.wav(x, rate=22_050))
+    assert np.isfinite(audio.samples).all() and np.abs(audio.samples).max() <= 1.0
+
+
+@pytest.mark.parametrize("declared_ms", [-1e9, 1e15, float("nan")])
+def test_an_absurd_declared_length_is_ignored(declared_ms):
+    audio = load_audio(hostile.matroska_declaring(declared_ms), name="odd.mka")  # no limit: the declaration alone
+    assert audio.duration == pytest.approx(0.32, abs=0.01)
+
+
 def test_a_file_that_declares_no_length_is_stopped_at_the_limit():
     data = hostile.flac_without_length(600)
     with av.open(io.BytesIO(data)) as container:  # nothing tells the length before decoding

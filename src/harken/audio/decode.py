@@ -148,8 +148,9 @@ class _MonoSink:
         self._soxr: soxr.ResampleStream | None = None
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
-        # Room for what the file declares (a guess, never trusted beyond the limit), grown by doubling.
-        expected = SAMPLE_RATE * min(declared or 30.0, max_duration or float("inf"))
+        # Room for what the file declares (a guess, never trusted beyond the limit or an hour),
+        # grown by doubling.
+        expected = SAMPLE_RATE * min(declared or 30.0, max_duration or float("inf"), 3600.0)
         self._buffer = np.empty(int(expected) + SAMPLE_RATE, dtype=np.float32)
         self._size = 0
 
@@ -171,7 +172,7 @@ class _MonoSink:
         self._flush(rate_changes=True)
 
     def samples(self) -> np.ndarray:
-        # Whisper's own loaders go through 16-bit PCM, which clips: so do we, after resampling.
+        # The resampler can overshoot full scale a little: clip again, as 16-bit PCM would.
         samples = self._buffer[: self._size]
         return np.clip(samples, -1.0, 1.0, out=samples)
 
@@ -199,12 +200,15 @@ class _MonoSink:
             return
         packed = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending, self._pending_n = [], 0
+        self.source_samples += len(packed)
+        bad = ~np.isfinite(packed)
+        if bad.any():  # NaN and infinity carry no signal: silence
+            self.nonfinite += int(bad.any(axis=1).sum())
+            packed = np.where(bad, np.float32(0.0), packed)
+        # Beyond full scale is clipped, as 16-bit PCM would (Whisper's own loaders go through it);
+        # done before averaging and resampling, so that near-float-max values cannot overflow.
+        np.clip(packed, -1.0, 1.0, out=packed)
         mono = packed[:, 0] if packed.shape[1] == 1 else packed.mean(axis=1, dtype=np.float32)
-        self.source_samples += len(mono)
-        finite = np.isfinite(mono)
-        if not finite.all():
-            self.nonfinite += int(len(mono) - finite.sum())
-            mono = np.where(finite, mono, np.float32(0.0))
         rate = self._key[3]
         if rate == SAMPLE_RATE:
             self._append(mono)
@@ -259,8 +263,10 @@ def _decode_data_url(url: str) -> bytes:
 
 
 def _declared_duration(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    """What the file says its length is, if that is a positive number of seconds at all."""
+    declared = None
     if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
+        declared = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        declared = container.duration / av.time_base
+    return declared if declared is not None and 0 < declared < float("inf") else None
