@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harken import Service, Settings  # noqa: E402
-from tests.live_server import free_port  # noqa: E402
+from tests.live_server import free_port, wait_until_ready  # noqa: E402
 
 
 def clips_of(data: Path, lo: float = 7.0, hi: float = 12.0) -> list[Path]:
@@ -52,15 +52,7 @@ def server(cache: bool):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("server did not start")
+        wait_until_ready(url, lambda: proc.poll() is None)
         yield url
     finally:
         proc.terminate()

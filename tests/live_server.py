@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from fastapi import FastAPI
@@ -23,6 +23,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_ready(url: str, alive: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Return once `url` answers /readyz with 200; RuntimeError if the server dies or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not alive():
+            raise RuntimeError(f"the server at {url} did not become ready")
+        time.sleep(0.05)
+
+
 @contextmanager
 def live_server(settings: Settings, app: FastAPI | None = None) -> Iterator[str]:
     """Serve `settings` (or `app`, made from them) until the block ends; yields the base URL
@@ -34,16 +48,7 @@ def live_server(settings: Settings, app: FastAPI | None = None) -> Iterator[str]
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not become ready")
-        time.sleep(0.05)
+    wait_until_ready(url, thread.is_alive)
     try:
         yield url
     finally:

@@ -51,6 +51,7 @@ class ModelConfig(BaseModel):
 
 class ResultCacheSettings(BaseModel):
     memory_items: int = Field(256, ge=0, description="results kept in memory (LRU); 0 turns it off")
+    memory_mb: float = Field(64.0, ge=0, description="most memory the in-memory results may take (their JSON text)")
     disk: bool = Field(False, description="also keep results on disk under cache_dir/results")
 
 

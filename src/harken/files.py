@@ -22,17 +22,21 @@ class NotRegularFileError(OSError):
     """A FIFO, a device, a socket or a folder where a file was expected."""
 
 
-def read_regular(path: Path, *, max_bytes: int | None = None) -> bytes:
+def read_regular(path: Path, *, max_bytes: int | None = None, follow_symlinks: bool = True) -> bytes:
     """The bytes of the regular file at `path`, at most `max_bytes` of them.
 
     Anything else is refused before a byte is read: opening is non-blocking, so a FIFO or a
     device cannot hang the reader, and the check is made on the opened file, so a file swapped
-    after a path check is still caught. Raises OSError (FileNotFoundError, NotRegularFileError,
-    ...) or PayloadTooLargeError.
+    after a path check is still caught. Without `follow_symlinks`, a link as the last part of the
+    path is refused (ELOOP). Raises OSError (FileNotFoundError, NotRegularFileError, ...) or
+    PayloadTooLargeError.
     """
     if "\0" in os.fspath(path):
         raise FileNotFoundError(errno.ENOENT, "a path cannot hold a NUL byte")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -67,7 +71,8 @@ class PathGuard:
 
     def read(self, path: str | os.PathLike) -> bytes:
         """The bytes of a regular file inside the roots (OSError, ForbiddenError or PayloadTooLargeError)."""
-        return read_regular(self.check(path), max_bytes=self.max_bytes)
+        # The real path has no links in it: one there now was put there after the check.
+        return read_regular(self.check(path), max_bytes=self.max_bytes, follow_symlinks=False)
 
 
 def describe_os_error(exc: OSError) -> str:

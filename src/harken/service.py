@@ -92,7 +92,8 @@ class Service:
         self.registry = Registry(self.settings, model_roots=model_roots)
         self.decoder = make_decoder(self.settings.decode)
         disk = self.settings.cache_dir / "results" if self.settings.result_cache.disk else None
-        self.cache = ResultCache(self.settings.result_cache.memory_items, disk)
+        cached = self.settings.result_cache
+        self.cache = ResultCache(cached.memory_items, disk, memory_bytes=int(cached.memory_mb * 1024 * 1024))
         sched = self.settings.scheduler
         self.scheduler = Scheduler(
             queue_size=sched.queue_size,

@@ -114,8 +114,7 @@ class ProcessDecoder:
         except socket.timeout:
             _kill(pid)
             raise DecodeLimitError(f"{label}: decoding took longer than {self.timeout_s:g} s and was stopped") from None
-        except (EOFError, ConnectionError):
-            _kill(pid)
+        except (EOFError, ConnectionError):  # the child is gone: it died on this file
             raise AudioDecodeError(f"{label}: the decoder crashed on this file") from None
         finally:
             sock.close()
