@@ -91,6 +91,7 @@ class Service:
         self.settings = settings or Settings.load()
         self.registry = Registry(self.settings, model_roots=model_roots)
         self.decoder = make_decoder(self.settings.decode)
+        self.decoder.start()  # the decoder's host process boots while models load
         disk = self.settings.cache_dir / "results" if self.settings.result_cache.disk else None
         cached = self.settings.result_cache
         self.cache = ResultCache(cached.memory_items, disk, memory_bytes=int(cached.memory_mb * 1024 * 1024))
