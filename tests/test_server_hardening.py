@@ -111,11 +111,11 @@ def test_nan_and_infinite_samples_give_valid_json(server):
 
 
 def test_a_decompression_bomb_is_refused_early(server):
+    bomb = hostile.flac_without_length(1800)  # 30 minutes in 0.3 MB, length not declared
     start = time.perf_counter()
-    response = _upload(server, "bomb.flac", hostile.flac_without_length(1800))
-    error = _assert_envelope(response, 413, "audio_too_long")
+    error = _assert_envelope(_upload(server, "bomb.flac", bomb), 413, "audio_too_long")
     assert "60 s limit" in error["message"]
-    assert time.perf_counter() - start < 20
+    assert time.perf_counter() - start < 3  # stopped after a minute of audio, not all thirty
 
 
 def test_control_characters_and_nothing_to_say_are_refused_before_any_audio(server):
