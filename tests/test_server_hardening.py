@@ -278,3 +278,15 @@ def test_405_says_which_methods_are_allowed(server):
     assert response.headers["allow"] == "GET"
     jobs = httpx.patch(server + "/v1/jobs/job_x")
     assert jobs.status_code == 405 and jobs.headers["allow"] == "GET, DELETE"
+
+
+def test_a_job_naming_one_file_twice_runs_it_once(server, root):
+    clip = str(root / "jfk.flac")
+    job = httpx.post(server + "/v1/jobs", json={"inputs": [clip, "file://" + clip, clip]}).json()
+    deadline = time.monotonic() + 60
+    while (info := httpx.get(f"{server}/v1/jobs/{job['id']}").json())["status"] != "done":
+        assert time.monotonic() < deadline, info
+        time.sleep(0.2)
+    assert info["total"] == 1 and info["done"] == 1
+    rows = [json.loads(line) for line in httpx.get(f"{server}/v1/jobs/{job['id']}/results").text.splitlines()]
+    assert len(rows) == 1 and rows[0]["status"] == "done" and "country" in rows[0]["result"]["text"]

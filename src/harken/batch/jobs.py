@@ -85,6 +85,11 @@ class JobManager:
         """`inputs` pairs what the client named with the real path it was checked to be."""
         if webhook_url is not None:
             self._check_webhook(webhook_url)
+        # Two names for one file (a path and its file:// URL) are one input, run once.
+        first: dict[str, tuple[str, str]] = {}
+        for given, real in inputs:
+            first.setdefault(real, (given, real))
+        inputs = list(first.values())
         job_id = "job_" + uuid.uuid4().hex[:20]
         now = time.time()
         spec_json = json.dumps({"task": spec.task, "model": spec.model, "format": spec.format,

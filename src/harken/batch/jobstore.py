@@ -74,7 +74,8 @@ class JobStore:
             taken = {r[0] for r in self.db.execute("SELECT output FROM items")}
             start = self.db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM items").fetchone()[0]
             self.db.execute("BEGIN")
-            for offset, name in enumerate(i for i in inputs if i not in known):
+            # An input named twice (a manifest's two rows for one clip) is one item.
+            for offset, name in enumerate(i for i in dict.fromkeys(inputs) if i not in known):
                 out = output_name(name, taken)
                 taken.add(out)
                 self.db.execute("INSERT INTO items (input, position, output) VALUES (?, ?, ?)", (name, start + offset, out))

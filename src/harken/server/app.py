@@ -91,4 +91,5 @@ async def _load_default(state: ServerState) -> None:
         await asyncio.to_thread(state.service.load_model, None)
         state.ready = True
     except HarkenError as exc:
+        state.load_error = exc.message
         log.error("the default model did not load: %s", exc.message)

@@ -13,13 +13,13 @@ from typing import Annotated, Any, Literal, Union
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from harken.audio import Audio, named_bytes
 from harken.engines.chat import AudioPart, ChatMessage, TextPart
 from harken.errors import AudioDecodeError, HarkenError, InvalidOptionError
 from harken.results import ChatResult
-from harken.server.errors import envelope
+from harken.server.errors import envelope, error_responses
 from harken.server.state import ClientGone, ServerState, state_of
 from harken.tasks import check_schema
 
@@ -30,12 +30,12 @@ router = APIRouter(prefix="/v1", tags=["OpenAI"])
 
 class _Text(BaseModel):
     type: Literal["text"]
-    text: str
+    text: str = Field(examples=["What is said in this clip?"])
 
 
 class _InputAudioData(BaseModel):
     data: str = Field(description="base64 audio bytes")
-    format: str | None = None
+    format: str | None = Field(None, description="the audio's container, a hint only", examples=["wav"])
 
 
 class _InputAudio(BaseModel):
@@ -44,7 +44,10 @@ class _InputAudio(BaseModel):
 
 
 class _AudioUrlData(BaseModel):
-    url: str
+    url: str = Field(
+        description="a file:// URL or absolute path under the allowed media roots, an allowed http(s) URL, or a data: URL",
+        examples=["file:///srv/audio/jfk.flac"],
+    )
 
 
 class _AudioUrl(BaseModel):
@@ -57,7 +60,7 @@ Part = Annotated[Union[_Text, _InputAudio, _AudioUrl], Field(discriminator="type
 
 class _Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[Part] | None = None
+    content: str | list[Part] | None = Field(None, examples=["Summarise the clip in one sentence."])
 
 
 class _JsonSchema(BaseModel):
@@ -81,23 +84,52 @@ class _AudioOut(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model: str | None = None
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "omni", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 16},
+        {
+            "model": "omni",
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What is said in this clip?"},
+                {"type": "audio_url", "audio_url": {"url": "file:///srv/audio/jfk.flac"}},
+            ]}],
+            "max_tokens": 64,
+        },
+    ]})
+
+    model: str | None = Field(None, description="a configured audio-language model (or a remote one)", examples=["omni"])
     messages: list[_Message] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
+    # The service checks these ranges (400 outside them); the schema says them too.
+    max_tokens: int | None = Field(None, ge=1, json_schema_extra={"maximum": 32768}, examples=[64])
+    max_completion_tokens: int | None = Field(None, ge=1, json_schema_extra={"maximum": 32768})
+    temperature: float | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 2}, examples=[0.0])
+    top_p: float | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 1})
+    top_k: int | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 10_000})
     seed: int | None = None
     stream: bool = False
     stream_options: _StreamOptions | None = None
     response_format: _ResponseFormat | None = None
-    audio_path: str | list[str] | None = Field(None, description="harken extension: local audio for the last user turn")
+    audio_path: str | list[str] | None = Field(
+        None, description="harken extension: local audio for the last user turn", examples=["/srv/audio/jfk.flac"]
+    )
     modalities: list[Literal["text", "audio"]] | None = None
     audio: _AudioOut | None = None
 
 
-@router.post("/chat/completions", summary="Chat with audio (OpenAI)")
+# 400: an option the model cannot honour (or a model that cannot chat), empty audio; 403 and 404:
+# an audio path or URL this server may not read, or that is not there, or an unknown model; 413:
+# audio longer than the model's window or larger than the cap; 415: audio that does not decode;
+# 503: the model missing or loading, a full queue, the time limit, or every remote upstream down.
+@router.post(
+    "/chat/completions", summary="Chat with audio (OpenAI)",
+    responses={
+        200: {"description": "the answer, or its server-sent chunks with stream=true", "content": {
+            "application/json": {"schema": {"type": "object"}},
+            # Open API 3.1: an event stream's schema is one event's; `data` is a chunk or [DONE].
+            "text/event-stream": {"schema": {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}},
+        }},
+        **error_responses(400, 403, 404, 415, 422, 503),
+    },
+)
 async def chat_completions(request: Request, body: ChatRequest) -> Response:
     state = state_of(request)
     try:

@@ -21,7 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harken.errors import HarkenError
 
-__all__ = ["CatchAll", "ERROR_RESPONSES", "error_response", "install_error_handlers", "envelope"]
+__all__ = [
+    "CatchAll", "ERROR_RESPONSES", "ErrorEnvelope", "error_response", "error_responses", "install_error_handlers", "envelope",
+]
 
 log = logging.getLogger("harken.server")
 
@@ -49,19 +51,30 @@ _MEANINGS = {
     400: "bad request: an option, a path or the audio is unusable",
     401: "missing or invalid API key",
     403: "a path, host or model this server does not allow",
-    404: "no such model, job, file or route",
-    405: "method not allowed (the Allow header lists the ones that are)",
-    413: "the upload, file or audio is larger or longer than allowed",
+    404: "no such model, job, file or folder",
+    413: "the request body, a file or the audio is larger or longer than allowed",
     415: "not decodable audio",
     422: "the request does not match the schema",
     429: "rate limit, or too many failed API keys; see Retry-After",
     500: "a bug in harken (logged); the answer says nothing more",
     503: "the model is loading or missing, the queue is full, or the request ran out of time",
 }
-# What every route may answer besides its 2xx, in the OpenAPI document.
-ERROR_RESPONSES: dict[int | str, dict] = {
-    status: {"model": ErrorEnvelope, "description": meaning} for status, meaning in _MEANINGS.items()
-}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """The OpenAPI `responses=` entry for error statuses, each answered with the envelope.
+
+    A route names only what it (or what it calls) can really answer, on top of ERROR_RESPONSES.
+    A route with any parameter should name 422: FastAPI otherwise documents its own 422 shape,
+    which this server never sends.
+    """
+    return {status: {"model": ErrorEnvelope, "description": _MEANINGS[status]} for status in statuses}
+
+
+# What any route may answer besides its own statuses, whatever it does: the security middleware's
+# refusals (a missing or wrong key, rate limits, a body over the upload cap; /healthz and /readyz
+# are exempt from keys and limits, not from the cap) and a bug's bare 500. For FastAPI(responses=).
+ERROR_RESPONSES: dict[int | str, dict] = error_responses(401, 413, 429, 500)
 
 
 def error_response(
@@ -101,7 +114,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc.__cause__, HarkenError):  # FastAPI wraps errors raised while reading a body
             return from_harken(exc.__cause__)
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        codes = {404: "not_found", 405: "method_not_allowed"}
+        codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}  # 400: a body that does not parse
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = _allowed(request)

@@ -8,12 +8,12 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from harken.engines.whisper import resolve_device
-from harken.errors import AudioError, PayloadTooLargeError
+from harken.errors import AudioError, HarkenError, PayloadTooLargeError
 from harken.formats import file_error, file_record
-from harken.server.errors import error_response
+from harken.server.errors import error_response, error_responses
 from harken.server.state import ClientGone, ServerState, state_of
 
 __all__ = ["router"]
@@ -22,11 +22,18 @@ router = APIRouter(tags=["native"])
 
 
 class TranscribeRequest(BaseModel):
-    paths: list[str] = Field(min_length=1, max_length=1024, description="absolute paths under the allowed media roots, file:// URLs, allowed http(s) URLs or data: URLs")
-    model: str | None = None
-    prompt: str | None = None
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"paths": ["/srv/audio/jfk.flac"], "model": "whisper-1", "max_new_tokens": 128},
+    ]})
+
+    paths: list[str] = Field(
+        min_length=1, max_length=1024, examples=[["/srv/audio/jfk.flac", "file:///srv/audio/interview.mp3"]],
+        description="absolute paths under the allowed media roots, file:// URLs, allowed http(s) URLs or data: URLs",
+    )
+    model: str | None = Field(None, examples=["whisper-1"])
+    prompt: str | None = Field(None, examples=["JFK, inaugural address"])
     max_new_tokens: int | None = Field(128, ge=1, le=440)
-    language: str | None = None
+    language: str | None = Field(None, description="the spoken language's code; unset: detected", examples=["en"])
     word_timestamps: bool = False
     use_cache: bool = True
 
@@ -36,29 +43,44 @@ async def healthz(request: Request) -> dict:
     state = state_of(request)
     registry = state.service.registry
     catalogue = set(registry.names())
+    try:
+        default = registry.resolve(None).name
+    except HarkenError:  # a default_model that names nothing is for /readyz to report, not a dead server
+        default = state.settings.default_model
     return {
         "status": "ok",
         "device": resolve_device(state.settings.device),
-        "model": registry.resolve(None).name,
+        "model": default,
         # Unauthenticated: catalogue names only, never a model directory's path.
         "models_loaded": [name for name in registry.loaded_names() if name in catalogue],
     }
 
 
-@router.get("/readyz", summary="Ready once the default model is loaded")
+@router.get("/readyz", summary="Ready once the default model is loaded", responses=error_responses(503))
 async def readyz(request: Request) -> Response:
     state = state_of(request)
+    if state.load_error is not None:
+        return error_response(503, f"the default model did not load: {state.load_error}", code="model_load_failed")
     if not state.ready:
         return error_response(503, "the default model is still loading", code="not_ready", retry_after=1)
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics", summary="Prometheus metrics", response_class=Response,
+    responses={200: {"description": "the Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(state_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/transcribe", summary="Transcribe files the server can read, in order")
+# 400: a relative path or NUL byte, a bad option; 403: a path outside the roots or a host not
+# allowed; 404: an unknown model; 503: the model missing or loading, a full queue, the time limit.
+# A file that is missing, too large or not audio is that file's `error`, not the request's.
+@router.post(
+    "/transcribe", summary="Transcribe files the server can read, in order",
+    responses=error_responses(400, 403, 404, 422, 503),
+)
 async def transcribe(request: Request, body: TranscribeRequest) -> Response:
     state = state_of(request)
     # Every reference is checked before any work, so one forbidden path refuses the whole request.
@@ -85,15 +107,21 @@ async def transcribe(request: Request, body: TranscribeRequest) -> Response:
 
 
 class EvaluateRequest(BaseModel):
-    audio_dir: str
-    gt_dir: str
-    model: str | None = None
+    audio_dir: str = Field(description="a folder under the allowed media roots", examples=["/srv/eval/audio"])
+    gt_dir: str = Field(description="a folder of <clip stem>.txt labels under the roots", examples=["/srv/eval/labels"])
+    model: str | None = Field(None, examples=["whisper-1"])
     max_new_tokens: int | None = Field(None, ge=1, le=4096)
-    match_mode: str = Field("exact", description="exact or wer")
-    normalizer: str = "english"
+    # evaluate_folder checks these (400 otherwise); the schema says the same.
+    match_mode: str = Field("exact", description="exact or wer", json_schema_extra={"enum": ["exact", "wer"]})
+    normalizer: str = Field("english", json_schema_extra={"enum": ["english", "basic", "none"]})
 
 
-@router.post("/evaluate", summary="Score a model on a folder of clips and a folder of labels")
+# 400: a bad option, no usable clips or labels; 403: a folder outside the roots; 404: no such
+# folder or model; 503: the model missing or loading, the time limit.
+@router.post(
+    "/evaluate", summary="Score a model on a folder of clips and a folder of labels",
+    responses=error_responses(400, 403, 404, 422, 503),
+)
 async def evaluate_route(request: Request, body: EvaluateRequest) -> JSONResponse:
     from harken.evaluation import evaluate_folder
 

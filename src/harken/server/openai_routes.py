@@ -6,13 +6,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
 
 from harken.errors import InvalidOptionError
 from harken.formats import WRITERS, openai_json, verbose_json
 from harken.registry import ModelInfo
 from harken.results import Transcript
+from harken.server.errors import error_responses
 from harken.server.state import ClientGone, state_of
 
 __all__ = ["router"]
@@ -21,18 +23,41 @@ router = APIRouter(prefix="/v1", tags=["OpenAI"])
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 
+_TEXT = {"schema": {"type": "string"}}
+# Open API 3.1 has an event stream's `schema` describe one event; each `data` is a JSON object.
+_EVENTS = {"schema": {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}}
+# What a transcription answers with, by response_format (and text/event-stream for stream=true).
+_TRANSCRIPT_200 = {"description": "the transcript in the asked response_format", "content": {
+    "application/json": {"schema": {"type": "object"}}, "text/plain": _TEXT, "application/x-subrip": _TEXT, "text/vtt": _TEXT,
+}}
+# Uploads: a bad option or empty audio (400), an unknown model (404), audio that does not decode
+# (415), a form that does not match (422); a model not installed, a full queue or the time limit (503).
+_SPEECH_TO_TEXT_ERRORS = error_responses(400, 404, 415, 422, 503)
 
-@router.post("/audio/transcriptions", summary="Transcribe audio (OpenAI)")
+# Realistic values for the documentation and for schema-driven tests.
+_Model = Form(description="a catalogue model or alias; whisper-1 means the default model", examples=["whisper-1"])
+_Prompt = Form(description="text to condition the decoder on (names, spelling)", examples=["JFK, inaugural address"])
+_Temperature = Form(description="sampling temperature, 0 to 1", examples=[0.0], json_schema_extra={"minimum": 0, "maximum": 1})
+
+
+@router.post(
+    "/audio/transcriptions", summary="Transcribe audio (OpenAI)",
+    responses={200: {**_TRANSCRIPT_200, "content": {**_TRANSCRIPT_200["content"], "text/event-stream": _EVENTS}},
+               **_SPEECH_TO_TEXT_ERRORS},
+)
 async def transcriptions(
     request: Request,
     file: Annotated[UploadFile, File(description="audio in any container FFmpeg reads")],
-    model: Annotated[str | None, Form()] = None,
-    language: Annotated[str | None, Form()] = None,
-    prompt: Annotated[str | None, Form()] = None,
-    response_format: Annotated[ResponseFormat, Form()] = "json",
-    temperature: Annotated[float, Form()] = 0.0,
-    timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
-    stream: Annotated[bool, Form()] = False,
+    model: Annotated[str | None, _Model] = None,
+    language: Annotated[str | None, Form(description="the spoken language's code; unset: detected", examples=["en"])] = None,
+    prompt: Annotated[str | None, _Prompt] = None,
+    response_format: Annotated[ResponseFormat, Form(examples=["json"])] = "json",
+    temperature: Annotated[float, _Temperature] = 0.0,
+    timestamp_granularities: Annotated[
+        list[str] | None,
+        Form(alias="timestamp_granularities[]", description="with verbose_json: word and/or segment", examples=[["word", "segment"]]),
+    ] = None,
+    stream: Annotated[bool, Form(description="answer as server-sent transcript.text events")] = False,
 ) -> Response:
     granularities = set(timestamp_granularities or [])
     if bad := granularities - {"word", "segment"}:
@@ -43,31 +68,59 @@ async def transcriptions(
     )
 
 
-@router.post("/audio/translations", summary="Translate audio to English text (OpenAI)")
+@router.post(
+    "/audio/translations", summary="Translate audio to English text (OpenAI)",
+    responses={200: _TRANSCRIPT_200, **_SPEECH_TO_TEXT_ERRORS},
+)
 async def translations(
     request: Request,
-    file: Annotated[UploadFile, File()],
-    model: Annotated[str | None, Form()] = None,
-    prompt: Annotated[str | None, Form()] = None,
-    response_format: Annotated[ResponseFormat, Form()] = "json",
-    temperature: Annotated[float, Form()] = 0.0,
+    file: Annotated[UploadFile, File(description="audio in any container FFmpeg reads")],
+    model: Annotated[str | None, Form(description="a multilingual catalogue model or alias", examples=["whisper-base"])] = None,
+    prompt: Annotated[str | None, _Prompt] = None,
+    response_format: Annotated[ResponseFormat, Form(examples=["json"])] = "json",
+    temperature: Annotated[float, _Temperature] = 0.0,
 ) -> Response:
     return await _speech_to_text(
         request, "translate", file, model, response_format, False, set(), initial_prompt=prompt, temperature=temperature
     )
 
 
-@router.get("/models", summary="List models (OpenAI)")
+class ModelObject(BaseModel):
+    """One model in OpenAI's shape, with harken's aliases, engine and whether it is in memory."""
+
+    id: str = Field(examples=["whisper-tiny.en"])
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    aliases: list[str] = Field(examples=[["default", "tiny.en"]])
+    engine: str = Field(examples=["whisper"])
+    loaded: bool
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelObject]
+
+
+# The answers are documented, not enforced (response_model=None): _model_object builds them.
+@router.get("/models", summary="List models (OpenAI)", response_model=None,
+            responses={200: {"model": ModelList, "description": "the installed models"}})
 async def list_models(request: Request) -> dict:
     infos = state_of(request).service.registry.describe()
     return {"object": "list", "data": [_model_object(i) for i in infos if i.installed]}
 
 
-@router.get("/models/{model_id:path}", summary="Describe one model (OpenAI)")
-async def get_model(request: Request, model_id: str) -> dict:
+# 400: a directory under server.model_roots that holds no model harken can drive.
+@router.get(
+    "/models/{model_id:path}", summary="Describe one model (OpenAI)", response_model=None,
+    responses={200: {"model": ModelObject, "description": "the model"}, **error_responses(400, 404, 422)},
+)
+async def get_model(request: Request, model_id: Annotated[str, Path(examples=["whisper-1"])]) -> dict:
     registry = state_of(request).service.registry
-    name = registry.resolve(model_id).name  # UnknownModelError -> 404 envelope
-    info = next(i for i in registry.describe() if i.name == name)
+    entry = registry.resolve(model_id)  # UnknownModelError -> 404 envelope
+    info = next((i for i in registry.describe() if i.name == entry.name), None)
+    if info is None:  # a model directory under server.model_roots, named as the client named it
+        info = ModelInfo(model_id, (), entry.engine, True, entry.name in registry.loaded_names(), None, "")
     return _model_object(info)
 
 

@@ -6,7 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from harken.audio.encode import get_speech_format
+from harken.audio.encode import SPEECH_FORMATS, get_speech_format
+from harken.engines.piper import MAX_INPUT_CHARS
+from harken.server.errors import error_responses
 from harken.server.state import state_of
 
 __all__ = ["router"]
@@ -15,15 +17,37 @@ router = APIRouter(prefix="/v1", tags=["OpenAI"])
 
 
 class SpeechRequest(BaseModel):
-    model: str | None = Field(None, description="accepted for compatibility (tts-1, ...); the voice picks the Piper model")
-    input: str
-    voice: str | None = Field(None, description="a Piper voice name or alias; OpenAI voice names mean the default voice")
-    response_format: str = Field("mp3", description="mp3, opus, aac, flac, wav or pcm")
-    speed: float = 1.0
+    # The service checks the text, format and speed (400 otherwise); the schema says the same.
+    model: str | None = Field(
+        None, description="accepted for compatibility (tts-1, ...); the voice picks the Piper model", examples=["tts-1"]
+    )
+    input: str = Field(
+        description="the text to speak", examples=["Ask not what your country can do for you."],
+        json_schema_extra={"minLength": 1, "maxLength": MAX_INPUT_CHARS},
+    )
+    voice: str | None = Field(
+        None, description="a Piper voice name or alias; OpenAI voice names mean the default voice", examples=["alloy"]
+    )
+    response_format: str = Field(
+        "mp3", description=", ".join(SPEECH_FORMATS), examples=["wav"], json_schema_extra={"enum": list(SPEECH_FORMATS)}
+    )
+    speed: float = Field(1.0, examples=[1.0], json_schema_extra={"minimum": 0.25, "maximum": 4.0})
     instructions: str | None = None  # OpenAI's style instructions; Piper voices have no use for them
 
 
-@router.post("/audio/speech", summary="Text to speech (OpenAI)")
+_AUDIO = {"schema": {"type": "string", "format": "binary"}}
+
+
+# 400: nothing to say, too long a text, an unknown voice, format or speed; 503: the voice is not
+# installed or does not load.
+@router.post(
+    "/audio/speech", summary="Text to speech (OpenAI)", response_class=StreamingResponse,
+    responses={
+        200: {"description": "the speech, streamed as it is synthesised",
+              "content": {f.media_type: _AUDIO for f in SPEECH_FORMATS.values()}},
+        **error_responses(400, 422, 503),
+    },
+)
 async def speech(request: Request, body: SpeechRequest) -> StreamingResponse:
     state = state_of(request)
     # Every request error is raised here, before the first byte: the stream below only synthesises.
