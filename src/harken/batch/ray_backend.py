@@ -44,7 +44,7 @@ def ray_work(spec: BatchSpec, settings: Settings, *, address: str | None = None,
             from harken.batch.local import _process
 
             try:
-                return "ok", _process(self.service, self.spec, Item(path, 0, "", "running", 0, None, None, None))
+                return "ok", _process(self.service, self.spec, Item(path, 0, "", "running", 0, None, None, None), path)
             except HarkenError as exc:  # carried back as data: Ray would wrap the exception type
                 return "error", (type(exc).__name__, exc.message)
 
