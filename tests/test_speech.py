@@ -31,6 +31,19 @@ def test_spoken_sentences_transcribe_back(service):
     assert all(s.voice == "piper-joe" and s.sample_rate == 22050 for s in spoken)
 
 
+def test_a_long_unpunctuated_sentence_is_spoken_in_bounded_pieces(service):
+    from harken.engines.piper import MAX_PIECE_CHARS, pieces
+
+    words = ("the weather will be sunny tomorrow with a light breeze from the west and then " * 12).strip()
+    cut = pieces(words)
+    assert " ".join(cut) == words and all(len(p) <= MAX_PIECE_CHARS for p in cut) and len(cut) >= 5
+    assert all(not p.startswith(" ") and " " not in p[-1:] for p in cut)  # cut between words
+    assert pieces("One, two, three. Four!") == ["One, two, three.", "Four!"]
+    spoken = service.speak(words, format="wav")  # one 1,000-character sentence
+    heard = service.transcribe(spoken.data, use_cache=False).text
+    assert wer([words], [heard]) < 0.2 and 30 < spoken.duration < 90
+
+
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav"])
 def test_every_format_decodes_at_its_rate_and_length(service, fmt):
     speech = service.speak(SENTENCES[0], format=fmt)

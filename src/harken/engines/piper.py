@@ -13,9 +13,13 @@ import numpy as np
 from harken.engines.base import Capability, check_range
 from harken.errors import InvalidOptionError, ModelLoadError, UnsupportedModelError
 
-__all__ = ["PiperEngine", "SpeakOptions", "SpeechChunk", "MAX_INPUT_CHARS"]
+__all__ = ["PiperEngine", "SpeakOptions", "SpeechChunk", "MAX_INPUT_CHARS", "pieces"]
 
 MAX_INPUT_CHARS = 4096
+# The longest text one synthesis call gets: its memory grows with the audio it makes (about
+# 20 MB a second), so one unpunctuated 4,000-character sentence took 6 GB. 200 characters is
+# about 13 s of speech; longer sentences are cut at a comma, or else between words.
+MAX_PIECE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -91,11 +95,31 @@ class PiperEngine:
         from piper import SynthesisConfig
 
         config = SynthesisConfig(length_scale=1.0 / options.speed)
-        sentences = iter(self.voice.synthesize(text, syn_config=config))
-        while True:
-            with self._lock:
-                chunk = next(sentences, None)
-            if chunk is None:
-                return
-            yield SpeechChunk(np.asarray(chunk.audio_float_array, dtype=np.float32), chunk.sample_rate,
-                              "".join(chunk.phonemes))
+        for piece in pieces(text):
+            sentences = iter(self.voice.synthesize(piece, syn_config=config))
+            while True:
+                with self._lock:
+                    chunk = next(sentences, None)
+                if chunk is None:
+                    break
+                yield SpeechChunk(np.asarray(chunk.audio_float_array, dtype=np.float32), chunk.sample_rate,
+                                  "".join(chunk.phonemes))
+
+
+def pieces(text: str, limit: int = MAX_PIECE_CHARS) -> list[str]:
+    """`text` cut into pieces of at most `limit` characters: after sentence punctuation where it
+    can be, else at the last comma of the first half or more, else between words."""
+    out: list[str] = []
+    for part in re.split(r"(?<=[.!?;:])\s+", text.strip()):
+        while len(part) > limit:
+            window = part[:limit]
+            cut = window.rfind(",") + 1
+            if cut <= limit // 2:
+                cut = window.rfind(" ")
+            if cut <= 0:
+                cut = limit  # one long word: cut it
+            out.append(part[:cut].strip())
+            part = part[cut:].strip()
+        if part:
+            out.append(part)
+    return [p for p in out if p]
