@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -349,6 +348,7 @@ def serve(
     try:
         import uvicorn
 
+        from harken.runtime.memory import limit_arenas
         from harken.server import create_app
         from harken.server.observe import setup_json_logging
     except ImportError:
@@ -358,25 +358,11 @@ def serve(
     if overrides:
         settings = settings.model_copy(update={"server": settings.server.model_copy(update=overrides)})
     setup_json_logging(log_level)
-    _limit_malloc_arenas()
+    limit_arenas()
     app_ = create_app(settings)
     # Our middleware writes the access log as JSON; uvicorn's own is turned off.
     uvicorn.run(app_, host=settings.server.host, port=settings.server.port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=30)
-
-
-def _limit_malloc_arenas() -> None:
-    """glibc gives threads that contend for memory arenas of their own (up to 8 per core) and
-    keeps what they free: under a soak the server's RSS grew by a third and stayed there. Two
-    arenas keep it flat (measured in benchmarks/soak.py). MALLOC_ARENA_MAX, if set, wins."""
-    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc (musl, say): nothing to tune
-        pass
 
 
 def _progress(total: int):

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from harken import __version__
 from harken.config import Settings
 from harken.errors import HarkenError
+from harken.runtime.memory import trim
 from harken.server import chat_routes, jobs_routes, native_routes, openai_routes, speech_routes
 from harken.server.errors import ERROR_RESPONSES, CatchAll, install_error_handlers
 from harken.server.media import MediaPolicy
@@ -46,8 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.jobs.resume()  # jobs a restart interrupted carry on where they stopped
         service.decoder.start()  # the decoder host imports while the default model loads
         loading = asyncio.create_task(_load_default(state))
+        trimming = asyncio.create_task(_trim_memory())
         yield
         loading.cancel()
+        trimming.cancel()
         # uvicorn has stopped taking requests and waited for open ones; jobs pause (they resume
         # on the next start), then queued work finishes.
         await asyncio.to_thread(state.jobs.close)
@@ -84,6 +87,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(ObserveMiddleware, metrics=metrics, audit=AuditLog(server.audit_log, server.audit_text))
     return app
+
+
+async def _trim_memory(every_s: float = 30.0) -> None:
+    """Hand freed memory back to the system now and then (see runtime/memory.py)."""
+    while True:
+        await asyncio.sleep(every_s)
+        await asyncio.to_thread(trim)
 
 
 async def _load_default(state: ServerState) -> None:
