@@ -90,8 +90,7 @@ print(json.dumps({"s": time.perf_counter() - start, "peak_mb": resource.getrusag
 
 
 def long_input() -> None:
-    print("
-one unpunctuated sentence of 3,959 characters (4 minutes of speech):")
+    print("\none unpunctuated sentence of 3,959 characters (4 minutes of speech):")
     for how, label in (("plain", "plain Piper script"), ("harken", "harken speak (200-character pieces)")):
         out = subprocess.run([sys.executable, "-c", _LONG, how], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
