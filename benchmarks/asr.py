@@ -3,9 +3,10 @@
     python benchmarks/asr.py [--data ../shared/data] [--minutes 10] [--joins 4]
 
 Prints, in one run: wall time on a ~100 s file (harken vs a plain faster-whisper script),
-cold start to first transcript, peak RSS, WER on the English clips, and long audio (clips
-joined to N minutes): faster-whisper sequential, faster-whisper batched, harken, and the
-clips one by one. Needs the dev extra (jiwer, whisper-normalizer).
+cold start to first transcript, peak RSS, WER per development subset (benchmarks/devsets.py:
+read, 8 kHz, short words, digits, multilingual) with repeated-phrase and empty-output counts,
+and long audio (clips joined to N minutes): faster-whisper sequential, faster-whisper batched,
+harken, and the clips one by one. `--only-sets` prints the subset table alone. Needs the dev extra (jiwer, whisper-normalizer).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ sys.path.insert(0, str(ROOT))
 from harken import Service, Settings  # noqa: E402
 from harken.audio import SAMPLE_RATE, Audio, load_audio  # noqa: E402
 from tests.wer import wer  # noqa: E402
+from benchmarks.devsets import load_subsets, repeats_phrase, score  # noqa: E402
 
 
 def english_clips(data: Path) -> list[tuple[Path, str]]:
+    """The English clips under 30 s of ../shared/data: the material the long joins are made of."""
     rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
     return [
         (data / r["path"], r["reference"])
@@ -61,6 +64,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--joins", type=int, default=1, help="join orders to measure long audio on; the first gets every row")
+    parser.add_argument("--sets", nargs="*", help="only these subsets (benchmarks/devsets.py names)")
+    parser.add_argument("--only-sets", action="store_true", help="the subset table alone")
     args = parser.parse_args()
     data = args.data if (args.data / "manifest.jsonl").is_file() else ROOT / "tests" / "data"
 
@@ -82,6 +87,11 @@ def main() -> None:
         segments, _ = model.transcribe(samples, beam_size=beam, language="en")
         return " ".join(s.text for s in segments)
 
+    def fw_plain(samples: np.ndarray, model) -> str:
+        """faster-whisper as a user calls it: language detected when the model is multilingual."""
+        segments, _ = model.transcribe(samples, beam_size=beam)
+        return " ".join(s.text for s in segments)
+
     def harken_text(samples: np.ndarray, **options) -> str:
         audio = Audio(samples, "bench", SAMPLE_RATE, 1, "raw")
         return service.transcribe(audio, beam_size=beam, use_cache=False, **options).text
@@ -89,38 +99,54 @@ def main() -> None:
     clips = [(load_audio(p).samples, ref) for p, ref in english_clips(data)]
     print(f"# harken ASR benchmark — whisper tiny.en int8, CPU, beam {beam}, {len(clips)} English clips from {data}")
 
-    # 1. Cold start: a fresh process, import to first transcript.
-    cold = subprocess.run(
-        [sys.executable, "-c", "import time; t=time.perf_counter(); import harken; "
-         f"harken.transcribe_file({str(english_clips(data)[0][0])!r}, use_cache=False); print(time.perf_counter()-t)"],
-        capture_output=True, text=True, check=True,
-    )
-    print(f"cold start to first transcript (fresh process): {float(cold.stdout.strip().splitlines()[-1]):.2f} s")
+    if not args.only_sets:
+        # 1. Cold start: a fresh process, import to first transcript.
+        cold = subprocess.run(
+            [sys.executable, "-c", "import time; t=time.perf_counter(); import harken; "
+             f"harken.transcribe_file({str(english_clips(data)[0][0])!r}, use_cache=False); print(time.perf_counter()-t)"],
+            capture_output=True, text=True, check=True,
+        )
+        print(f"cold start to first transcript (fresh process): {float(cold.stdout.strip().splitlines()[-1]):.2f} s")
 
-    # 2. ~100 s file: wall time of harken (default and sequential) against the plain script.
-    file100, _ = join(clips, 100.0, seed=1)
-    file100 = file100[: 100 * SAMPLE_RATE]
-    for model in (plain, same):
-        fw_text(file100[: 5 * SAMPLE_RATE], model)  # every side warm
-    _, t_fw = timed(lambda: fw_text(file100))
-    _, t_same = timed(lambda: fw_text(file100, same))
-    _, t_seq = timed(lambda: harken_text(file100, long_form="sequential"))
-    _, t_h = timed(lambda: harken_text(file100))
-    print(f"\n## 100 s file: wall time (harken's CTranslate2: {engine.workers} workers x {engine.cpu_threads} threads)")
-    print(f"{'plain faster-whisper':<34}{t_fw:7.2f} s   1.00x")
-    print(f"{'harken default (segmented)':<34}{t_h:7.2f} s   {t_h / t_fw:.2f}x")
-    print(f"{'plain fw, harken threads':<34}{t_same:7.2f} s   1.00x")
-    print(f"{'harken long_form=sequential':<34}{t_seq:7.2f} s   {t_seq / t_same:.2f}x  (same decoder and threads: overhead only)")
+        # 2. ~100 s file: wall time of harken (default and sequential) against the plain script.
+        file100, _ = join(clips, 100.0, seed=1)
+        file100 = file100[: 100 * SAMPLE_RATE]
+        for model in (plain, same):
+            fw_text(file100[: 5 * SAMPLE_RATE], model)  # every side warm
+        _, t_fw = timed(lambda: fw_text(file100))
+        _, t_same = timed(lambda: fw_text(file100, same))
+        _, t_seq = timed(lambda: harken_text(file100, long_form="sequential"))
+        _, t_h = timed(lambda: harken_text(file100))
+        print(f"\n## 100 s file: wall time (harken's CTranslate2: {engine.workers} workers x {engine.cpu_threads} threads)")
+        print(f"{'plain faster-whisper':<34}{t_fw:7.2f} s   1.00x")
+        print(f"{'harken default (segmented)':<34}{t_h:7.2f} s   {t_h / t_fw:.2f}x")
+        print(f"{'plain fw, harken threads':<34}{t_same:7.2f} s   1.00x")
+        print(f"{'harken long_form=sequential':<34}{t_seq:7.2f} s   {t_seq / t_same:.2f}x  (same decoder and threads: overhead only)")
 
-    # 3. WER on the English clips, one by one.
+    # 3. Every development subset, clip by clip, side by side with faster-whisper on the same model.
+    print(f"\n## Every subset, clip by clip (beam {beam}; rep = outputs repeating a phrase the reference does not; "
+          "empty = clips with speech that came back empty)")
+    print(f"{'subset':<15}{'clips':>6}{'fw WER':>8}{'harken':>8}{'fw rep':>8}{'rep':>5}{'fw empty':>10}{'empty':>7}"
+          f"{'fw time':>9}{'time':>8}  model")
+    fw_models = {"whisper-tiny.en": plain}
+    for subset in load_subsets(data):
+        if args.sets and subset.name not in args.sets:
+            continue
+        if subset.model not in fw_models:
+            path = service.registry.resolve(subset.model).source.resolve(service.settings.cache_dir)
+            fw_models[subset.model] = WhisperModel(str(path), device="cpu", compute_type="int8")
+        fw = fw_models[subset.model]
+        refs = [c.reference for c in subset.clips]
+        fw_hyps, t_fw1 = timed(lambda: [fw_plain(c.samples, fw) for c in subset.clips])
+        h_hyps, t_h1 = timed(lambda: [harken_text(c.samples, model=subset.model, language=None) for c in subset.clips])
+        rep = [sum(repeats_phrase(h, r) for h, r in zip(hyps, refs)) for hyps in (fw_hyps, h_hyps)]
+        empty = [sum(not h.strip() for h in hyps) for hyps in (fw_hyps, h_hyps)]
+        print(f"{subset.name:<15}{len(refs):>6}{score(subset, fw_hyps):8.3f}{score(subset, h_hyps):8.3f}{rep[0]:8d}{rep[1]:5d}"
+              f"{empty[0]:10d}{empty[1]:7d}{t_fw1:8.1f}s{t_h1:7.1f}s  {subset.model}")
+    if args.only_sets:
+        return
     refs = [r for _, r in clips]
-    fw_hyps, t1 = timed(lambda: [fw_text(s) for s, _ in clips])
-    h_hyps, t2 = timed(lambda: [harken_text(s) for s, _ in clips])
-    audio_s = sum(len(s) for s, _ in clips) / SAMPLE_RATE
-    print(f"\n## English clips one by one ({audio_s:.0f} s of audio)")
-    print(f"{'':<34}{'WER':>7}{'time':>9}{'RTF':>8}")
-    print(f"{'plain faster-whisper':<34}{wer(refs, fw_hyps):7.3f}{t1:8.2f}s{t1 / audio_s:8.3f}")
-    print(f"{'harken':<34}{wer(refs, h_hyps):7.3f}{t2:8.2f}s{t2 / audio_s:8.3f}")
+    fw_hyps = [fw_text(s) for s, _ in clips]
 
     # 4. Long audio: the clips joined to N minutes.
     long_audio, long_ref = join(clips, args.minutes * 60)

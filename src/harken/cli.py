@@ -59,7 +59,7 @@ def transcribe(
     temperature: Annotated[float, typer.Option(help="0 decodes by beam search (with fallback); above 0 samples.")] = 0.0,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling, for reproducible runs.")] = None,
     vad: Annotated[bool, typer.Option("--vad/--no-vad", help="Drop non-speech before decoding (sequential decoding).")] = False,
-    long_form: Annotated[str, typer.Option(help="segmented (auto: cut at silences, batched) or sequential (faster-whisper's own) decoding.")] = "auto",
+    long_form: Annotated[str, typer.Option(help="segmented (auto: cut at pauses, pieces decoded in parallel) or sequential (faster-whisper's own) decoding.")] = "auto",
     prompt: Annotated[Optional[str], typer.Option(help="Initial prompt (spellings, context).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")] = False,
     config: ConfigOpt = None,
@@ -85,6 +85,8 @@ def transcribe(
                 failures += 1
                 err.print(f"harken: error: {exc.message}", markup=False)
             else:
+                for warning in transcript.warnings:
+                    err.print(f"harken: warning: {name}: {warning.message}", markup=False)
                 text = writer.render(transcript)
                 if output is None:
                     sys.stdout.write(text)

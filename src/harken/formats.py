@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
+from harken.cues import cues
 from harken.errors import HarkenError, InvalidOptionError
 from harken.results import Segment, Transcript
 
@@ -37,35 +38,23 @@ def _timestamp(seconds: float, decimal: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{decimal}{ms:03d}"
 
 
-def _cues(segments: tuple[Segment, ...]) -> list[tuple[float, float, str]]:
-    """Cue times that never go backwards and never overlap, whatever the decoder produced."""
-    cues = []
-    last_end = 0.0
-    for seg in segments:
-        if not seg.text:
-            continue
-        start = max(seg.start, last_end)
-        end = max(seg.end, start + 0.001)
-        cues.append((start, end, seg.text.strip()))
-        last_end = end
-    return cues
-
-
 def _srt(t: Transcript) -> str:
     blocks = [
-        f"{i}\n{_timestamp(s, ',')} --> {_timestamp(e, ',')}\n{text}\n"
-        for i, (s, e, text) in enumerate(_cues(t.segments), start=1)
+        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n" + "\n".join(c.lines) + "\n"
+        for i, c in enumerate(cues(t.segments), start=1)
     ]
     return "\n".join(blocks)
 
 
 def _vtt(t: Transcript) -> str:
-    blocks = [f"{_timestamp(s, '.')} --> {_timestamp(e, '.')}\n{text}\n" for s, e, text in _cues(t.segments)]
+    blocks = [f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n" + "\n".join(c.lines) + "\n" for c in cues(t.segments)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
 def _txt(t: Transcript) -> str:
-    return t.text + "\n"
+    """One line per segment, as Whisper's own writer does: a long recording reads as lines, not one."""
+    lines = [s.text.strip() for s in t.segments if s.text.strip()]
+    return "\n".join(lines or [t.text]) + "\n"
 
 
 def _json(t: Transcript) -> str:
@@ -95,6 +84,8 @@ def verbose_json(t: Transcript) -> dict:
             for s in t.segments
         ],
     }
+    if t.warnings:
+        out["warnings"] = [asdict(w) for w in t.warnings]
     if any(s.words for s in t.segments):
         out["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in t.segments for w in s.words or ()]
     return out
@@ -102,7 +93,10 @@ def verbose_json(t: Transcript) -> dict:
 
 def openai_json(t: Transcript) -> dict:
     """The OpenAI `json` transcription object, plus harken's timings (clients ignore extra keys)."""
-    return {"text": t.text, "usage": {"type": "duration", "seconds": round(t.duration, 3)}, "timings": t.timings.to_dict()}
+    out = {"text": t.text, "usage": {"type": "duration", "seconds": round(t.duration, 3)}, "timings": t.timings.to_dict()}
+    if t.warnings:
+        out["warnings"] = [asdict(w) for w in t.warnings]
+    return out
 
 
 def file_record(file: str, t: Transcript) -> dict:

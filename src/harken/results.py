@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["Word", "Segment", "Timings", "Transcript", "LanguageGuess", "ChatResult", "WindowAnswer", "SpeechAudio"]
+__all__ = ["Word", "Segment", "TranscriptWarning", "Timings", "Transcript", "LanguageGuess", "ChatResult", "WindowAnswer", "SpeechAudio"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,20 @@ class Segment:
     compression_ratio: float = 0.0
     temperature: float = 0.0
     words: tuple[Word, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TranscriptWarning:
+    """Something a user should know about a transcript: harken never fails silently.
+
+    `code` is stable (language_mismatch, untranscribed_speech); `start`/`end` give the stretch
+    of audio it is about, when it is about one.
+    """
+
+    code: str
+    message: str
+    start: float | None = None
+    end: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,7 @@ class Transcript:
     task: str = "transcribe"
     timings: Timings = field(default_factory=Timings)
     audio_sha256: str | None = None  # of the source bytes: ties a result to its input in logs and audits
+    warnings: tuple[TranscriptWarning, ...] = ()
 
     @property
     def tokens_generated(self) -> int:
@@ -87,7 +102,9 @@ class Transcript:
         )
         timings = {k: v for k, v in data["timings"].items() if k != "rtf"}
         fields = {k: data[k] for k in ("text", "language", "language_probability", "duration", "model", "task")}
-        return cls(segments=segments, timings=Timings(**timings), audio_sha256=data.get("audio_sha256"), **fields)
+        warnings = tuple(TranscriptWarning(**w) for w in data.get("warnings", ()))
+        return cls(segments=segments, timings=Timings(**timings), audio_sha256=data.get("audio_sha256"),
+                   warnings=warnings, **fields)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import numpy as np
 
 from harken.audio import Audio, AudioSource, RawAudio, read_audio
 from harken.audio.isolation import make_decoder
+from harken.checks import language_mismatch
 from harken.audio.encode import encode, encode_stream, get_speech_format
 from harken.config import Settings
 from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
@@ -373,7 +374,10 @@ class Service:
             task=options.task,
             timings=Timings(pending.decoded - pending.start, done - pending.decoded, done - pending.start, audio.duration),
             audio_sha256=audio.sha256,
+            warnings=result.warnings,
         )
+        if mismatch := language_mismatch(self.registry, pending.entry, audio.samples, result):
+            transcript = replace(transcript, warnings=(mismatch, *transcript.warnings))
         if pending.key is not None:
             self.cache.put(pending.key, transcript.to_dict())
         return transcript

@@ -120,6 +120,10 @@ class Cutter:
         """
         return self._cut(0.0, self.duration, max_len, min_len, min_silence, vad_threshold, quiet_db)
 
+    def speech(self, piece: Piece, threshold: float = 0.5) -> np.ndarray:
+        """Per VAD frame of `piece` (32 ms), whether the detector hears speech."""
+        return self.activity.speech_prob[int(piece.start * _FPS) : int(piece.end * _FPS)] > threshold
+
     def split(self, piece: Piece, *, min_len: float = 1.5, min_silence: float = 0.1) -> list[Piece]:
         """Cut one piece again at its shorter pauses (to re-decode speech a decoder skipped).
 

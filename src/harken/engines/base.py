@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from harken.errors import InvalidOptionError
-from harken.results import Segment
+from harken.results import Segment, TranscriptWarning
 
 __all__ = ["Capability", "Engine", "SpeechEngine", "TranscribeOptions", "EngineTranscript", "check_range"]
 
@@ -86,6 +86,7 @@ class EngineTranscript:
     segments: tuple[Segment, ...]
     language: str
     language_probability: float
+    warnings: tuple[TranscriptWarning, ...] = ()
 
 
 @runtime_checkable

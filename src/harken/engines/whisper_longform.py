@@ -1,76 +1,65 @@
-"""Long audio for Whisper: cut at silences, decode the pieces in batches, repair what went wrong.
+"""Whisper on any length of audio: cut at pauses, decode every piece as Whisper was trained, in parallel.
 
-Whisper's own long-form decoding slides a 30 s window and, on joined or noisy recordings,
-jumps over whole utterances. Here every piece is decoded on its own, in batches, with the
-encoder window shortened to the piece (CTranslate2 accepts fewer than 3000 frames, and a
-10 s window costs a sixth of a 30 s one). Batches run in parallel on the model's CTranslate2
-workers. Then two repairs, in one more parallel round:
+A clip of up to 30 s is one piece, decoded exactly as faster-whisper decodes it: the full 30 s
+encoder window, timestamps, and its temperature fallback on repetitive or unlikely text. So
+on short clips harken is never less accurate than faster-whisper on the same model; it is
+faster because pieces run in parallel on single-threaded CTranslate2 workers.
 
-- a piece whose text loops (a known failure of short windows) is decoded again with the full
-  30 s window;
-- a piece that yields far fewer words per second than the clip's median was probably
-  partly skipped: it is cut again at its shorter pauses and the sub-pieces are decoded; their
-  text replaces the piece's when it holds clearly more words.
+Longer audio is cut at its pauses into pieces of at most 20 s (audio/segment.py). Whisper's own
+long-form decoding slides its window and, on joined or noisy recordings, jumps over whole
+utterances; a piece that starts at a pause does not. Each piece gets the same full-window
+decoding as a short clip. Then two checks, on every piece:
+
+- a piece that says a phrase again ("the most obvious? the most obvious?") is decoded again
+  with faster-whisper's sampling fallback; the first answer without the repeat replaces it;
+- a piece of a long clip that yields far fewer words per second than the clip's median was
+  probably partly skipped: it is cut again at its shorter pauses and the sub-pieces are
+  decoded; their text replaces the piece's when it holds clearly more words.
 """
 
 from __future__ import annotations
 
-import math
+import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from harken.audio import SAMPLE_RATE
 from harken.audio.segment import Cutter, Piece
 from harken.engines.base import EngineTranscript, TranscribeOptions
-from harken.results import Segment, Word
+from harken.results import Segment, TranscriptWarning, Word
 
-__all__ = ["SegmentedDecoder"]
+__all__ = ["SegmentedDecoder", "repeated_phrase"]
 
-MIN_WINDOW_S = 10.0  # shorter encoder windows make tiny models loop
-WINDOW_PAD_S = 2.0  # silence after the speech, so the decoder sees the utterance end
-WINDOW_STEP_S = 2.0  # window lengths are bucketed so pieces batch together
 FULL_WINDOW_S = 30.0
-LOW_RATE_RATIO = 0.8
+# Pieces end at every pause (the cutter's default): packed several utterances to a window,
+# Whisper skips a quiet one after a loud one (tests/test_segment.py), and no repair finds it.
+PIECE_MAX_S = 20.0
+LOW_RATE_RATIO = 0.8  # a piece this far under its clip's median word rate was partly skipped
 MIN_RATE_CHECK_S = 4.0
-REPAIR_GAIN = 1.15
-MAX_TOKENS_PER_S = 6  # very fast speech is about 4.5: a looping piece stops early, then is repaired
-NO_SPEECH_PROB = 0.6
-NO_SPEECH_LOGPROB = -1.0
-_PREPEND = "\"'“¿([{-"
-_APPEND = "\"'.。,，!！?？:：”)]}、"
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """One piece of one clip of the batch."""
-
-    clip: int
-    piece: Piece
+REPAIR_GAIN = 1.15  # sub-pieces replace a piece when they hold this many times its words
+COVER_MARGIN_S = 0.5  # Whisper's segment timestamps are this close to the speech they cover
+MIN_GAP_SPEECH_S = 1.0  # less uncovered speech than this is a breath or a timestamp off by a little
+MIN_WORD_S = 0.25  # the shortest spoken word worth a warning when a clip has no text at all
+# faster-whisper's fallback ladder; the repeat check starts where its first rung (greedy) ends.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 @dataclass(frozen=True)
 class _Decoded:
-    slot: _Slot
-    tokens: tuple[int, ...]
-    text: str
-    avg_logprob: float
-    no_speech_prob: float
-    words: tuple[Word, ...] | None
+    clip: int
+    piece: Piece
+    segments: tuple[Segment, ...]
 
     @property
-    def piece(self) -> Piece:
-        return self.slot.piece
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments).strip()
 
     @property
     def word_count(self) -> int:
         return len(self.text.split())
-
-    @property
-    def silent(self) -> bool:
-        return self.no_speech_prob > NO_SPEECH_PROB and self.avg_logprob < NO_SPEECH_LOGPROB
 
 
 class SegmentedDecoder:
@@ -81,33 +70,34 @@ class SegmentedDecoder:
         return self.transcribe_many([samples], options)[0]
 
     def transcribe_many(self, clips: list[np.ndarray], options: TranscribeOptions) -> list[EngineTranscript]:
-        """Transcribe several clips with one set of options, their pieces sharing encoder batches.
+        """Transcribe several clips with one set of options, their pieces sharing the workers.
 
         Every decision (cuts, repairs) is taken per clip, from that clip's own pieces and rates,
-        never from the other clips sharing its batches.
+        never from the other clips decoded alongside.
         """
-        languages = [self._language(c, options) for c in clips]
-        by_language: dict[str, list[int]] = defaultdict(list)
-        for i, (language, _) in enumerate(languages):
-            by_language[language].append(i)
-        cutters = [Cutter(c, workers=self.model.model.num_workers) for c in clips]
-        decoded: list[_Decoded] = []
-        for language, members in by_language.items():
-            run = _Run(self.model, self._prompt(language, options), cutters, options)
-            slots = [_Slot(i, p) for i in members for p in cutters[i].pieces()]
-            decoded += _repair(run, run.decode(slots))
+        workers = self.model.model.num_workers
+        cutters = [Cutter(c, workers=workers) for c in clips]
+        plans = [c.pieces(max_len=PIECE_MAX_S) if c.duration > FULL_WINDOW_S else [Piece(0.0, c.duration)] for c in cutters]
+        # A short clip lets faster-whisper detect its language as it always does; a long one is
+        # detected once, on its first 30 s, so every piece is decoded in the same language.
+        languages = [
+            (options.language, None) if len(plan) == 1 else self._language(clip, options)
+            for clip, plan in zip(clips, plans)
+        ]
+        jobs = [(i, p) for i, plan in enumerate(plans) for p in plan]
+        with ThreadPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
+            run = _Run(self.model, cutters, languages, options, pool)
+            decoded = run.decode(jobs)
+            decoded = _repair(run, decoded)
         out = []
-        for i, (language, probability) in enumerate(languages):
-            kept = [d for d in decoded if d.slot.clip == i and d.text and not d.silent]
-            out.append(EngineTranscript(tuple(_to_segment(k, d) for k, d in enumerate(kept)), language, probability))
+        for i, clip in enumerate(clips):
+            pieces = [d for d in decoded if d.clip == i]
+            segments = tuple(replace(s, id=k) for k, s in enumerate(s for d in pieces for s in d.segments))
+            language, probability = languages[i]
+            if language is None or probability is None:
+                language, probability = run.detected.get(i, ("en", 1.0))
+            out.append(EngineTranscript(segments, language, probability, _gap_warnings(cutters[i], pieces, segments)))
         return out
-
-    def _prompt(self, language: str, options: TranscribeOptions) -> tuple[object, list[int]]:
-        from faster_whisper.tokenizer import Tokenizer
-
-        tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task=options.task, language=language)
-        previous = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
-        return tokenizer, self.model.get_prompt(tokenizer, previous, without_timestamps=True)
 
     def _language(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str, float]:
         if not self.model.model.is_multilingual:
@@ -118,45 +108,67 @@ class SegmentedDecoder:
         return language, float(probability)
 
 
-def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
-    """Both repairs in one decode call, so their batches share the workers.
+class _Run:
+    """Pieces decoded with faster-whisper's own per-window decoding, spread over the workers."""
 
-    A looping piece is decoded again with the full 30 s window. A looping piece, or one whose
-    word rate is well below its clip's median, is cut again at its shorter pauses and the
-    sub-pieces are decoded; their text replaces the piece's when it holds clearly more words.
-    """
-    looping = [i for i, d in enumerate(decoded) if _loops(d)]
-    # A looping piece is also split: its text from the full window is often short too.
-    suspects = sorted(set(looping) | set(_slow_pieces(decoded, exclude=set(looping))))
-    parts: list[_Slot] = []
+    def __init__(self, model, cutters: list[Cutter], languages, options: TranscribeOptions, pool) -> None:
+        self.model, self.cutters, self.languages, self.options, self.pool = model, cutters, languages, options, pool
+        self.detected: dict[int, tuple[str, float]] = {}
+
+    def decode(self, jobs: list[tuple[int, Piece]], temperatures: tuple[float, ...] | None = None) -> list[_Decoded]:
+        # Longest pieces first, so the workers finish together.
+        order = sorted(range(len(jobs)), key=lambda k: -jobs[k][1].duration)
+        results = dict(zip(order, self.pool.map(lambda k: self._one(*jobs[k], temperatures), order)))
+        return [results[k] for k in range(len(jobs))]
+
+    def _one(self, clip: int, piece: Piece, temperatures: tuple[float, ...] | None) -> _Decoded:
+        opts = self.options
+        if temperatures is None:
+            temperatures = FALLBACK_TEMPERATURES if opts.temperature == 0.0 else (opts.temperature,)
+        segments, info = self.model.transcribe(
+            piece.slice(self.cutters[clip].samples),
+            language=self.languages[clip][0],
+            task=opts.task,
+            beam_size=opts.beam_size,
+            temperature=list(temperatures),
+            initial_prompt=opts.initial_prompt,
+            word_timestamps=opts.word_timestamps,
+            vad_filter=opts.vad_filter,
+            max_new_tokens=opts.max_new_tokens,
+        )
+        out = tuple(_segment(s, piece) for s in segments if s.text.strip())
+        if self.languages[clip][1] is None:
+            self.detected[clip] = (info.language, float(info.language_probability))
+        return _Decoded(clip, piece, out)
+
+
+def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
+    """Pieces that repeat a phrase are sampled again; partly skipped pieces are split and decoded again."""
+    repeating = [i for i, d in enumerate(decoded) if repeated_phrase(d.text)]
+    if repeating and run.options.temperature == 0.0:
+        again = run.decode([(decoded[i].clip, decoded[i].piece) for i in repeating], FALLBACK_TEMPERATURES[1:])
+        decoded = list(decoded)
+        for i, d in zip(repeating, again):
+            if d.text and not repeated_phrase(d.text):
+                decoded[i] = d
+    parts: list[tuple[int, Piece]] = []
     owner: list[int] = []
-    for i in suspects:
-        slot = decoded[i].slot
-        sub = run.cutters[slot.clip].split(slot.piece)
+    for i in _slow_pieces(decoded):
+        d = decoded[i]
+        sub = run.cutters[d.clip].split(d.piece)
         if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
-            parts += [_Slot(slot.clip, p) for p in sub]
+            parts += [(d.clip, p) for p in sub]
             owner += [i] * len(sub)
-    if not looping and not parts:
+    if not parts:
         return decoded
-    windows = [FULL_WINDOW_S] * len(looping) + [_window(p.piece.duration) for p in parts]
-    again = run.decode([decoded[i].slot for i in looping] + parts, windows)
-    decoded = list(decoded)
-    for i, d in zip(looping, again):
-        decoded[i] = d
-    subs = again[len(looping) :]
-    # A sub-piece can loop too; dropping it would lose the very speech the split was for.
-    relooping = [k for k, d in enumerate(subs) if _loops(d)]
-    if relooping:
-        for k, d in zip(relooping, run.decode([parts[k] for k in relooping], [FULL_WINDOW_S] * len(relooping))):
-            subs[k] = d
-    return _replace(decoded, owner, subs)
+    return _replace(decoded, owner, run.decode(parts))
 
 
 def _replace(decoded: list[_Decoded], owner: list[int], subs: list[_Decoded]) -> list[_Decoded]:
     """Each piece, or its sub-pieces where they hold clearly more words."""
     by_owner: dict[int, list[_Decoded]] = defaultdict(list)
     for i, d in zip(owner, subs):
-        if not _loops(d) and not d.silent:
+        if d.text and not repeated_phrase(d.text):
             by_owner[i].append(d)
     out: list[_Decoded] = []
     for i, d in enumerate(decoded):
@@ -168,149 +180,120 @@ def _replace(decoded: list[_Decoded], owner: list[int], subs: list[_Decoded]) ->
     return out
 
 
-def _slow_pieces(decoded: list[_Decoded], exclude: set[int]) -> list[int]:
-    """Pieces with a word rate well below their clip's median: probably partly skipped."""
+def _slow_pieces(decoded: list[_Decoded]) -> list[int]:
+    """Pieces of a long clip with a word rate well below that clip's median: probably partly skipped.
+
+    Whisper's segment timestamps do not show a skip (it stretches the next segment over the
+    skipped speech), but the word rate does.
+    """
     rates: dict[int, list[float]] = defaultdict(list)
-    for i, d in enumerate(decoded):
-        if d.text and d.piece.duration >= 2.0 and i not in exclude:
-            rates[d.slot.clip].append(d.word_count / d.piece.duration)
-    floors = {clip: LOW_RATE_RATIO * float(np.median(r)) for clip, r in rates.items()}
+    for d in decoded:
+        if d.text and d.piece.duration >= 2.0:
+            rates[d.clip].append(d.word_count / d.piece.duration)
+    floors = {clip: LOW_RATE_RATIO * float(np.median(r)) for clip, r in rates.items() if len(r) >= 3}
     return [
         i for i, d in enumerate(decoded)
-        if i not in exclude
-        and d.slot.clip in floors
+        if d.clip in floors
         and d.piece.duration >= MIN_RATE_CHECK_S
-        and d.word_count / d.piece.duration < floors[d.slot.clip]
+        and d.word_count / d.piece.duration < floors[d.clip]
     ]
 
 
-class _Run:
-    """Batched decoding of pieces of several clips with one tokenizer and prompt."""
+def _gap_warnings(cutter: Cutter, pieces: list[_Decoded], segments: tuple[Segment, ...]) -> tuple[TranscriptWarning, ...]:
+    """An `untranscribed_speech` warning for each stretch where the VAD hears speech and no text is.
 
-    def __init__(self, model, prompt: tuple[object, list[int]], cutters: list[Cutter], options: TranscribeOptions) -> None:
-        self.model, self.cutters, self.options = model, cutters, options
-        self.tokenizer, self.prompt = prompt
-
-    def decode(self, slots: list[_Slot], windows: list[float] | None = None) -> list[_Decoded]:
-        """Decode pieces in batches of equal encoder windows (by default fitted to each piece)."""
-        buckets: dict[float, list[int]] = defaultdict(list)
-        for i, slot in enumerate(slots):
-            buckets[windows[i] if windows else _window(slot.piece.duration)].append(i)
-        workers = self.model.model.num_workers
-        # Smaller batches when there are too few to keep every worker busy.
-        size = max(1, min(self.options.batch_size, math.ceil(len(slots) / workers)))
-        # Longest windows first, so parallel workers finish together.
-        batches = [
-            (window, members[k : k + size])
-            for window, members in sorted(buckets.items(), reverse=True)
-            for k in range(0, len(members), size)
-        ]
-        out: list[_Decoded | None] = [None] * len(slots)
-
-        def run(batch: tuple[float, list[int]]) -> None:
-            window, members = batch
-            for i, d in zip(members, self._decode_batch([slots[i] for i in members], window)):
-                out[i] = d
-
-        # CTranslate2 releases the GIL and runs each call on a free worker.
-        with ThreadPoolExecutor(max(1, min(workers, len(batches)))) as pool:
-            list(pool.map(run, batches))
-        return out  # type: ignore[return-value]
-
-    def _decode_batch(self, slots: list[_Slot], window_s: float) -> list[_Decoded]:
-        pieces = [s.piece for s in slots]
-        n_samples = int(window_s * SAMPLE_RATE)
-        n_frames = int(window_s * 100)
-        clips = [s.piece.slice(self.cutters[s.clip].samples) for s in slots]
-        features = np.stack(
-            [self.model.feature_extractor(np.pad(c, (0, n_samples - len(c))))[:, :n_frames] for c in clips]
+    With no text at all, even a single short word counts (a spoken digit is 0.4 s).
+    """
+    least = MIN_GAP_SPEECH_S if segments else MIN_WORD_S
+    gaps = [g for d in pieces for g in untranscribed(cutter, d.piece, d.segments, least)]
+    return tuple(
+        TranscriptWarning(
+            "untranscribed_speech",
+            f"speech from {g.start:.1f} s to {g.end:.1f} s has no words in the transcript",
+            round(g.start, 3),
+            round(g.end, 3),
         )
-        encoded = self.model.encode(features)
-        opts = self.options
-        # A looping piece would otherwise hold its whole batch for up to 224 decoder steps.
-        new_tokens = 10 + int(MAX_TOKENS_PER_S * max(p.duration for p in pieces))
-        if opts.max_new_tokens is not None:
-            new_tokens = min(new_tokens, opts.max_new_tokens)
-        results = self.model.model.generate(
-            encoded,
-            [self.prompt] * len(pieces),
-            # As in faster-whisper: a temperature means sampling, which CTranslate2 does without beams.
-            beam_size=1 if opts.temperature else opts.beam_size,
-            max_length=self._max_length(new_tokens),
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=[-1],
-            sampling_temperature=opts.temperature or 1.0,
-            sampling_topk=0 if opts.temperature else 1,
+        for g in gaps
+    )
+
+
+def untranscribed(cutter: Cutter, piece: Piece, segments: tuple[Segment, ...], least: float) -> list[Piece]:
+    """Stretches of a piece where the VAD hears at least `least` s of speech and no segment reaches.
+
+    Segments cover their timestamps widened by COVER_MARGIN_S, so timestamp jitter at a
+    segment's edge does not count.
+    """
+    speech = cutter.speech(piece)
+    if not speech.any():
+        return []
+    fps = len(speech) / max(piece.duration, 1e-9)
+    covered = np.zeros(len(speech), dtype=bool)
+    for s in segments:
+        a = max(0, int((s.start - piece.start - COVER_MARGIN_S) * fps))
+        covered[a : int((s.end - piece.start + COVER_MARGIN_S) * fps) + 1] = True
+    loose = speech & ~covered
+    return [
+        Piece(piece.start + a / fps, piece.start + b / fps)
+        for a, b in _runs(loose, join=int(COVER_MARGIN_S * fps))
+        if loose[a:b].sum() / fps >= least
+    ]
+
+
+def _runs(mask: np.ndarray, join: int) -> list[tuple[int, int]]:
+    """Runs of True, merging runs fewer than `join` frames apart."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    runs: list[list[int]] = []
+    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        if runs and a - runs[-1][1] < join:
+            runs[-1][1] = b
+        else:
+            runs.append([a, b])
+    return [(a, b) for a, b in runs]
+
+
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+
+
+def repeated_phrase(text: str) -> str | None:
+    """A phrase said twice: three or more words straight again, or four or more words anywhere again.
+
+    Speakers do repeat themselves, but rarely a whole phrase word for word within seconds;
+    a decoder stuck in a loop does it all the time. Shorter repeats ("I think I think", "ask
+    not what ..., ask what") are normal speech and pass.
+    """
+    words = [w.lower() for w in _WORD.findall(text)]
+    for n in range(3, len(words) // 2 + 1):
+        for i in range(len(words) - 2 * n + 1):
+            if words[i : i + n] == words[i + n : i + 2 * n]:
+                return " ".join(words[i : i + n])
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - 3):
+        gram = tuple(words[i : i + 4])
+        if gram in seen:
+            return " ".join(gram)
+        seen.add(gram)
+    return None
+
+
+def _segment(seg, piece: Piece) -> Segment:
+    """A faster-whisper segment of one piece, in the clip's time."""
+    offset, limit = piece.start, piece.end
+    words = None
+    if seg.words is not None:
+        words = tuple(
+            Word(round(offset + min(w.start, piece.duration), 3), round(offset + min(w.end, piece.duration), 3),
+                 w.word, round(float(w.probability), 4))
+            for w in seg.words
         )
-        tokens = [[t for t in r.sequences_ids[0] if t < self.tokenizer.eot] for r in results]
-        words = self._align(tokens, encoded, n_frames, pieces) if opts.word_timestamps else [None] * len(pieces)
-        out = []
-        for slot, result, toks, ws in zip(slots, results, tokens, words):
-            cum = result.scores[0] * len(result.sequences_ids[0])
-            out.append(
-                _Decoded(
-                    slot=slot,
-                    tokens=tuple(toks),
-                    text=self.tokenizer.decode(toks).strip(),
-                    avg_logprob=float(cum / (len(result.sequences_ids[0]) + 1)),
-                    no_speech_prob=float(result.no_speech_prob),
-                    words=ws,
-                )
-            )
-        return out
-
-    def _max_length(self, new_tokens: int) -> int:
-        # CTranslate2's Whisper generates at most min(max_length / 2, max_length - prompt) tokens.
-        return min(self.model.max_length, max(2 * new_tokens, len(self.prompt) + new_tokens))
-
-    def _align(self, tokens: list[list[int]], encoded, n_frames: int, pieces: list[Piece]) -> list[tuple[Word, ...]]:
-        from faster_whisper.transcribe import merge_punctuations
-
-        alignments = self.model.find_alignment(self.tokenizer, tokens, encoded, n_frames)
-        out = []
-        for piece, alignment in zip(pieces, alignments):
-            merge_punctuations(alignment, _PREPEND, _APPEND)
-            words = []
-            for w in alignment:
-                if not w["word"]:
-                    continue
-                start = piece.start + min(float(w["start"]), piece.duration)
-                end = piece.start + min(float(w["end"]), piece.duration)
-                words.append(Word(round(start, 3), round(max(start, end), 3), w["word"], round(float(w["probability"]), 4)))
-            out.append(tuple(words))
-        return out
-
-
-def _window(duration: float) -> float:
-    padded = math.ceil((duration + WINDOW_PAD_S) / WINDOW_STEP_S) * WINDOW_STEP_S
-    return min(FULL_WINDOW_S, max(MIN_WINDOW_S, padded))
-
-
-def _loops(d: _Decoded) -> bool:
-    from faster_whisper.transcribe import get_compression_ratio
-
-    if not d.text:
-        return False
-    return get_compression_ratio(d.text) > 1.8 or d.word_count / max(d.piece.duration, 1.0) > 4.5
-
-
-def _to_segment(index: int, d: _Decoded) -> Segment:
-    from faster_whisper.transcribe import get_compression_ratio
-
-    start, end = d.piece.start, d.piece.end
-    if d.words:
-        start, end = d.words[0].start, d.words[-1].end
     return Segment(
-        id=index,
-        start=round(start, 3),
-        end=round(end, 3),
-        text=d.text,
-        tokens=d.tokens,
-        avg_logprob=d.avg_logprob,
-        no_speech_prob=d.no_speech_prob,
-        compression_ratio=float(get_compression_ratio(d.text)),
-        temperature=0.0,
-        words=d.words,
+        id=0,
+        start=round(min(offset + seg.start, limit), 3),
+        end=round(min(offset + seg.end, limit), 3),
+        text=seg.text.strip(),
+        tokens=tuple(seg.tokens),
+        avg_logprob=float(seg.avg_logprob),
+        no_speech_prob=float(seg.no_speech_prob),
+        compression_ratio=float(seg.compression_ratio),
+        temperature=float(seg.temperature or 0.0),
+        words=words,
     )

