@@ -13,7 +13,7 @@ from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
 from harken.errors import CapabilityError, ModelLoadError
 from harken.results import Segment, Word
 
-__all__ = ["WhisperEngine", "resolve_device"]
+__all__ = ["WhisperEngine", "resolve_device", "fw_segment"]
 
 # faster-whisper's own fallback ladder, used when the caller asks for greedy/beam decoding.
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -22,11 +22,10 @@ _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 class WhisperEngine:
     """Transcription, translation and language detection with a CTranslate2 Whisper model.
 
-    By default every clip takes the segmented path (engines/whisper_longform.py): pieces cut at
-    silences, encoder windows shortened to the speech, pieces of several clips batched into
-    one encoder and decoder call. On the English clips this is both more accurate and faster
-    than faster-whisper's own decoder (benchmarks/asr.py), which `long_form="sequential"`
-    still selects.
+    By default every clip takes the segmented path (engines/whisper_longform.py): a clip of up
+    to 30 s is decoded exactly as faster-whisper decodes it, longer ones are cut at pauses and
+    each piece decoded the same way, the pieces of several clips in parallel on single-threaded
+    CTranslate2 workers. `long_form="sequential"` selects faster-whisper's own long-form decoder.
     """
 
     window_s = 30.0
@@ -110,7 +109,7 @@ class WhisperEngine:
             max_new_tokens=options.max_new_tokens,
         )
         segments, info = self.model.transcribe(samples, **kwargs)
-        out = tuple(_segment(i, s) for i, s in enumerate(segments))
+        out = tuple(fw_segment(s, i) for i, s in enumerate(segments))
         return EngineTranscript(out, info.language, float(info.language_probability))
 
 
@@ -140,14 +139,19 @@ def _parallelism(device: str, workers: int, cpu_threads: int) -> tuple[int, int]
     return workers, cpu_threads or max(1, cores // workers)
 
 
-def _segment(index: int, seg: Any) -> Segment:
+def fw_segment(seg: Any, index: int = 0, offset: float = 0.0, limit: float = float("inf")) -> Segment:
+    """A faster-whisper segment as harken's, its times shifted by `offset` (a piece's start) and capped at `limit`."""
+
+    def at(t: float) -> float:
+        return round(min(offset + t, limit), 3)
+
     words = None
     if seg.words is not None:
-        words = tuple(Word(round(w.start, 3), round(w.end, 3), w.word, round(float(w.probability), 4)) for w in seg.words)
+        words = tuple(Word(at(w.start), at(w.end), w.word, round(float(w.probability), 4)) for w in seg.words)
     return Segment(
         id=index,
-        start=round(seg.start, 3),
-        end=round(seg.end, 3),
+        start=at(seg.start),
+        end=at(seg.end),
         text=seg.text.strip(),
         tokens=tuple(seg.tokens),
         avg_logprob=float(seg.avg_logprob),

@@ -29,7 +29,8 @@ import numpy as np
 from harken.audio import SAMPLE_RATE
 from harken.audio.segment import Cutter, Piece
 from harken.engines.base import EngineTranscript, TranscribeOptions
-from harken.results import Segment, TranscriptWarning, Word
+from harken.engines.whisper import fw_segment
+from harken.results import Segment, TranscriptWarning
 
 __all__ = ["SegmentedDecoder", "repeated_phrase"]
 
@@ -136,7 +137,7 @@ class _Run:
             vad_filter=opts.vad_filter,
             max_new_tokens=opts.max_new_tokens,
         )
-        out = tuple(_segment(s, piece) for s in segments if s.text.strip())
+        out = tuple(fw_segment(s, 0, piece.start, piece.end) for s in segments if s.text.strip())
         if self.languages[clip][1] is None:
             self.detected[clip] = (info.language, float(info.language_probability))
         return _Decoded(clip, piece, out)
@@ -273,27 +274,3 @@ def repeated_phrase(text: str) -> str | None:
             return " ".join(gram)
         seen.add(gram)
     return None
-
-
-def _segment(seg, piece: Piece) -> Segment:
-    """A faster-whisper segment of one piece, in the clip's time."""
-    offset, limit = piece.start, piece.end
-    words = None
-    if seg.words is not None:
-        words = tuple(
-            Word(round(offset + min(w.start, piece.duration), 3), round(offset + min(w.end, piece.duration), 3),
-                 w.word, round(float(w.probability), 4))
-            for w in seg.words
-        )
-    return Segment(
-        id=0,
-        start=round(min(offset + seg.start, limit), 3),
-        end=round(min(offset + seg.end, limit), 3),
-        text=seg.text.strip(),
-        tokens=tuple(seg.tokens),
-        avg_logprob=float(seg.avg_logprob),
-        no_speech_prob=float(seg.no_speech_prob),
-        compression_ratio=float(seg.compression_ratio),
-        temperature=float(seg.temperature or 0.0),
-        words=words,
-    )
