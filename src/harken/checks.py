@@ -51,8 +51,10 @@ def language_mismatch(
 
 def _unsure(result: EngineTranscript) -> bool:
     """Low confidence over enough text to be fluent nonsense: one unsure word is just an unsure word."""
-    tokens = np.array([len(s.tokens) for s in result.segments], dtype=float)
     if sum(s.end - s.start for s in result.segments) < MIN_SPEECH_S:
+        return False
+    tokens = np.array([len(s.tokens) for s in result.segments], dtype=float)
+    if not tokens.sum():
         return False
     logprob = np.array([s.avg_logprob for s in result.segments])
     return float((tokens * logprob).sum() / tokens.sum()) < LOW_CONFIDENCE

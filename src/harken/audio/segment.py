@@ -18,7 +18,7 @@ import numpy as np
 
 from harken.audio.decode import SAMPLE_RATE
 
-__all__ = ["Cutter", "Piece", "plan_pieces"]
+__all__ = ["Cutter", "Piece", "plan_pieces", "true_runs"]
 
 _FRAME = 512  # Silero's window at 16 kHz
 _FPS = SAMPLE_RATE / _FRAME
@@ -86,8 +86,9 @@ def _activity(samples: np.ndarray, window_s: float = 10.0, workers: int = 1) -> 
     return _Activity(prob[: len(db)], db - windows.max(1), db - floor)
 
 
-def _quiet_runs(quiet: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], quiet.astype(np.int8), [0]))))
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frame indices of each run of True in `mask`."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
@@ -142,7 +143,7 @@ class Cutter:
         act = self.activity
         first = int(start * _FPS)
         quiet = act.quiet(vad_threshold, quiet_db)[first : int(end * _FPS)]
-        cuts = [(first + (a + b) / 2) / _FPS for a, b in _quiet_runs(quiet) if (b - a) / _FPS >= min_silence]
+        cuts = [(first + (a + b) / 2) / _FPS for a, b in true_runs(quiet) if (b - a) / _FPS >= min_silence]
         bounds = [start, *(c for c in cuts if start < c < end), end]
         merged: list[list[float]] = []
         for a, b in zip(bounds, bounds[1:]):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harken.audio import SAMPLE_RATE
-from harken.audio.segment import Cutter, Piece
+from harken.audio.segment import Cutter, Piece, true_runs
 from harken.engines.base import EngineTranscript, TranscribeOptions
 from harken.engines.whisper import fw_segment
 from harken.results import Segment, TranscriptWarning
@@ -242,9 +242,8 @@ def untranscribed(cutter: Cutter, piece: Piece, segments: tuple[Segment, ...], l
 
 def _runs(mask: np.ndarray, join: int) -> list[tuple[int, int]]:
     """Runs of True, merging runs fewer than `join` frames apart."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
     runs: list[list[int]] = []
-    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+    for a, b in true_runs(mask):
         if runs and a - runs[-1][1] < join:
             runs[-1][1] = b
         else:
