@@ -165,3 +165,65 @@ def test_ray_path_on_a_local_cluster(data_dir, tmp_path):
     again = batch(str(folder), "-o", str(on_ray), "--format", "txt", "--ray")
     assert again.returncode == 1 and "4 already done" in again.stderr
     assert next(r for r in _summary(on_ray) if r["input"].endswith("broken.wav"))["error"].endswith("not a decodable audio file")
+
+
+def test_a_manifest_naming_one_clip_twice(tmp_path, data_dir):
+    """An evaluation manifest's asr and lid rows for one clip are one piece of work: run once, said
+    once; the same clip with other work is its own item with its own output; reruns resume."""
+    (tmp_path / "in").mkdir()
+    for name in ("jfk.flac", "61-70968-0000.flac"):
+        shutil.copy(data_dir / name, tmp_path / "in" / name)
+    jfk = str(tmp_path / "in" / "jfk.flac")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(row) for row in [
+        {"path": jfk, "task": "asr", "language": "en", "reference": "and so my fellow americans"},
+        {"path": jfk, "task": "lid", "language": "en", "reference": "en"},
+        {"path": "in/jfk.flac"},  # the same file, with the language left to the model: other work
+        {"path": "in/61-70968-0000.flac"},
+    ]) + "\n")
+    out = tmp_path / "out"
+    first = batch(str(manifest), "-o", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "internal error" not in first.stderr and "Traceback" not in first.stderr
+    warning = f"harken: warning: m.jsonl line 2: {jfk} is already on m.jsonl line 1 with the same work; it runs once"
+    assert warning in first.stderr.splitlines()
+    assert "3 done, 0 already done, 0 failed" in first.stderr
+    assert sorted(p.name for p in out.glob("*.json")) == ["61-70968-0000.json", "jfk-2.json", "jfk.json"]
+    summary = _summary(out)
+    assert [(r["input"], r["work"], r["output"], r["status"]) for r in summary] == [
+        (jfk, {"language": "en"}, "jfk", "done"), (jfk, None, "jfk-2", "done"),
+        (str(tmp_path / "in" / "61-70968-0000.flac"), None, "61-70968-0000", "done")]
+    for name in ("jfk.json", "jfk-2.json"):
+        assert "ask not what your country" in json.loads((out / name).read_text())["text"].lower()
+    again = batch(str(manifest), "-o", str(out))
+    assert again.returncode == 0 and "0 done, 3 already done" in again.stderr and warning in again.stderr
+    assert len(list(out.glob("*.json"))) == 3
+
+
+def test_a_store_from_before_items_had_work_resumes(tmp_path, data_dir):
+    """A run begun by a harken whose job store keyed items by input alone carries on: what it
+    finished stays done, and the same clip with other work is added beside it."""
+    import sqlite3
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(data_dir / "jfk.flac", tmp_path / "in" / "jfk.flac")
+    jfk = str(tmp_path / "in" / "jfk.flac")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "jfk.json").write_text('{"text": "finished by the older run"}')
+    with sqlite3.connect(out / ".harken-batch.sqlite") as db:
+        db.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE items (input TEXT PRIMARY KEY, position INTEGER NOT NULL, output TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
+                audio_s REAL, elapsed_s REAL, updated REAL);""")
+        settings = {"format": "json", "model": None, "options": {}, "task": "transcribe"}
+        db.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(settings, sort_keys=True),))
+        db.execute("INSERT INTO items VALUES (?, 0, 'jfk', 'done', 1, NULL, 11.0, 2.0, 0)", (jfk,))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"path": jfk}) + "\n" + json.dumps({"path": jfk, "language": "en"}) + "\n")
+    result = batch(str(manifest), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "1 done, 1 already done" in result.stderr
+    assert json.loads((out / "jfk.json").read_text())["text"] == "finished by the older run"
+    assert [(r["output"], r["work"], r["status"]) for r in _summary(out)] == [("jfk", None, "done"), ("jfk-2", {"language": "en"}, "done")]

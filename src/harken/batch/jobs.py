@@ -149,7 +149,7 @@ class JobManager:
     def _run(self, job_id: str, stop: threading.Event) -> None:
         spec_json, inputs_json = self._query("SELECT spec, inputs FROM jobs WHERE id = ?", (job_id,))[0]
         spec = BatchSpec(**json.loads(spec_json))
-        inputs = BatchInputs([real for _, real in json.loads(inputs_json)])
+        inputs = BatchInputs.of([real for _, real in json.loads(inputs_json)])
         self._set(job_id, "running")
         try:
             run_batch(self.service, inputs, self.root / job_id, spec, stop=stop, read=self._read)

@@ -2,7 +2,8 @@
 
 Every output is written to a temporary file in the output folder and renamed into place, and
 only then marked done; SIGINT stops taking new inputs and lets running ones finish. Rerunning
-the same command skips finished inputs and retries failed ones up to `max_attempts`.
+the same command skips finished inputs and retries failed ones up to `max_attempts`. A manifest
+row's own task and options (see inputs.py) are laid over the command's for that row only.
 """
 
 from __future__ import annotations
@@ -11,23 +12,22 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harken.audio import AudioSource
-from harken.batch.inputs import BatchInputs, output_name
-from harken.batch.jobstore import Item, JobStore
+from harken.batch.inputs import TASK_OPTIONS, TASKS, BatchInputs, BatchRow, output_name
+from harken.batch.jobstore import Item, JobStore, Key
 from harken.errors import HarkenError, InvalidOptionError
 from harken.files import write_atomic
 from harken.formats import get_writer
 from harken.service import Service
 
-__all__ = ["BatchSpec", "BatchProgress", "run_batch", "STORE_NAME", "SUMMARY_NAME"]
+__all__ = ["BatchSpec", "BatchProgress", "run_batch", "row_spec", "STORE_NAME", "SUMMARY_NAME"]
 
 STORE_NAME = ".harken-batch.sqlite"
 SUMMARY_NAME = "summary.jsonl"
-TASKS = ("transcribe", "translate", "caption", "ask", "analyze")
 _PART = ".part"  # suffix of an output still being written; a killed run leaves these behind
 
 
@@ -83,9 +83,10 @@ def run_batch(
                 f"{output} holds a batch run with other settings ({json.dumps(earlier)}); use another --output folder",
                 param="output",
             )
-        store.add(inputs.paths, output_name)
-        todo = store.todo(inputs.paths, spec.max_attempts)
-        progress = BatchProgress(total=len(inputs.paths), skipped=len(inputs.paths) - len(todo))
+        keys = list(dict.fromkeys(_key(spec, row) for row in inputs.rows))  # rows that come to the same work: one item
+        store.add(keys, output_name)
+        todo = store.todo(keys, spec.max_attempts)
+        progress = BatchProgress(total=len(keys), skipped=len(keys) - len(todo))
         if on_progress:
             on_progress(progress, None)
         process = work or (lambda item: _process(service, spec, item, read(item.input) if read else item.input))
@@ -131,7 +132,33 @@ def _settle(store: JobStore, output: Path, spec: BatchSpec, item: Item, future: 
     progress.inference_s += inference_s
 
 
+def row_spec(spec: BatchSpec, work: str) -> BatchSpec:
+    """The spec one item runs under: the command's, with the row's own task and options over it
+    (checked again here, so a row that asks without a question fails with that message)."""
+    fields = json.loads(work) if work else {}
+    if not fields:
+        return spec
+    task = fields.get("task", spec.task)
+    options = dict(spec.options) if task == spec.task else {}  # the command's options are for its own task
+    options.update({k: v for k, v in fields.items() if k != "task"})
+    return replace(spec, task=task, options=options)
+
+
+def _key(spec: BatchSpec, row: BatchRow) -> Key:
+    """(input, work) with only what differs from the command left in the work: a row that says
+    the command's own task, or a language the command's task does not take, is the command's work."""
+    fields = row.fields
+    task = fields.get("task", spec.task)
+    if task not in TASKS:  # BatchSpec says why when the item runs
+        return (row.path, row.work)
+    own = {k: v for k, v in fields.items() if k in TASK_OPTIONS[task] and not (task == spec.task and spec.options.get(k) == v)}
+    if task != spec.task:
+        own["task"] = task
+    return (row.path, json.dumps(own, sort_keys=True) if own else "")
+
+
 def _process(service: Service, spec: BatchSpec, item: Item, source: AudioSource) -> tuple[bytes, float, float]:
+    spec = row_spec(spec, item.work)
     opts = dict(spec.options)
     if spec.task in ("transcribe", "translate"):
         run = service.translate if spec.task == "translate" else service.transcribe
@@ -151,8 +178,9 @@ def _process(service: Service, spec: BatchSpec, item: Item, source: AudioSource)
 
 def _write_summary(store: JobStore, output: Path) -> None:
     lines = [
-        json.dumps({"input": i.input, "output": i.output, "status": i.status, "attempts": i.attempts,
-                    "error": i.error, "audio_s": i.audio_s, "elapsed_s": i.elapsed_s}, ensure_ascii=False)
+        json.dumps({"input": i.input, "work": json.loads(i.work) if i.work else None, "output": i.output,
+                    "status": i.status, "attempts": i.attempts, "error": i.error, "audio_s": i.audio_s,
+                    "elapsed_s": i.elapsed_s}, ensure_ascii=False)
         for i in store.items()
     ]
     write_atomic(output / SUMMARY_NAME, "\n".join(lines) + "\n", durable=True, suffix=_PART)

@@ -8,23 +8,21 @@ actors read the inputs themselves: the paths must be visible to every node (shar
 
 from __future__ import annotations
 
+import os
 import queue
 from collections.abc import Callable
 
 from harken.batch.jobstore import Item
 from harken.batch.local import BatchSpec
 from harken.config import Settings
-from harken.errors import HarkenError, ModelNotInstalledError
+from harken.errors import HarkenError, require
 
 __all__ = ["ray_work"]
 
 
 def ray_work(spec: BatchSpec, settings: Settings, *, address: str | None = None, actors: int | None = None) -> Callable[[Item], tuple[bytes, float, float]]:
     """A `work` function for run_batch that runs each input on a Ray actor."""
-    try:
-        import ray
-    except ImportError:
-        raise ModelNotInstalledError("--ray needs the ray extra: pip install 'harken[ray]'") from None
+    ray = require("ray", "ray", "--ray")
     if not ray.is_initialized():
         import logging
 
@@ -40,25 +38,31 @@ def ray_work(spec: BatchSpec, settings: Settings, *, address: str | None = None,
             self.spec = spec
             self.service.registry.load(spec.model)  # one loaded model per actor, loaded once
 
-        def process(self, path: str):
+        def process(self, path: str, work: str = ""):
             from harken.batch.local import _process
 
             try:
-                return "ok", _process(self.service, self.spec, Item(path, 0, "", "running", 0, None, None, None), path)
+                item = Item(path, 0, "", "running", 0, None, None, None, work)  # work: a manifest row's own task/options
+                return "ok", _process(self.service, self.spec, item, path)
             except HarkenError as exc:  # carried back as data: Ray would wrap the exception type
                 return "error", (type(exc).__name__, exc.message)
 
     count = actors or spec.workers
     # Ray schedules an actor on one CPU; unless configured, its engine keeps to one core.
     per_actor = settings.model_copy(update={"workers": settings.workers or 1, "cpu_threads": settings.cpu_threads or 1})
+    # Ray sets OMP_NUM_THREADS=1 in its workers, and CTranslate2's int8 kernels then take another
+    # path on CPUs without AVX-512 (a word comes out differently). Actors get this process's value,
+    # or OpenMP's own default (every core), so a Ray batch writes what a local one writes.
+    omp = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
+    actor = _Worker.options(runtime_env={"env_vars": {"OMP_NUM_THREADS": omp}})
     pool: queue.Queue = queue.Queue()
     for _ in range(count):
-        pool.put(_Worker.remote(per_actor.model_dump_json(), spec))
+        pool.put(actor.remote(per_actor.model_dump_json(), spec))
 
     def work(item: Item) -> tuple[bytes, float, float]:
         actor = pool.get()
         try:
-            status, value = ray.get(actor.process.remote(item.input))
+            status, value = ray.get(actor.process.remote(item.input, item.work))
         finally:
             pool.put(actor)
         if status == "error":

@@ -6,9 +6,10 @@ from harken.evaluation.run import TASKS, EvalReport, evaluate
 __all__ = ["Dataset", "Example", "EvalReport", "TASKS", "evaluate", "evaluate_folder", "load_dataset"]
 
 
-def evaluate_folder(audio_dir, gt_dir, model=None, max_new_tokens=None, match_mode="exact", *, guard=None, **kwargs) -> EvalReport:
+def evaluate_folder(audio_dir, gt_dir, model=None, max_new_tokens=None, match_mode="wer", *, guard=None, **kwargs) -> EvalReport:
     """Score `model` on audio_dir/ with one `<stem>.txt` label per clip in gt_dir/.
-    match_mode "exact" reports exact-match counts (and WER); "wer" reports WER and CER.
+    match_mode "wer" (the default, task asr as in `harken eval` and `POST /evaluate`) reports WER
+    and CER; "exact" reports exact-match counts (and WER).
     Every file is opened through `guard` (a harken.files.PathGuard; default: any regular file)."""
     from harken.errors import InvalidOptionError
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harken.errors import InvalidOptionError
+from harken.errors import InvalidOptionError, MissingExtraError, needs_extra
 
-__all__ = ["normaliser", "wer_cer", "exact_match", "classification", "latency", "normalise_exact"]
+__all__ = ["normaliser", "wer_cer", "exact_match", "exact_key", "classification", "latency", "normalise_exact"]
 
 
 def normaliser(name: str) -> Callable[[str], str]:
@@ -26,7 +26,7 @@ def normaliser(name: str) -> Callable[[str], str]:
 
             return BasicTextNormalizer()
     except ImportError:
-        raise InvalidOptionError("text normalisers need the eval extra: pip install 'harken[eval]'", param="normalizer") from None
+        raise MissingExtraError(needs_extra("text normalisers", "eval", "whisper-normalizer")) from None
     raise InvalidOptionError(f"normalizer must be english, basic or none, not {name!r}", param="normalizer")
 
 
@@ -45,9 +45,16 @@ def normalise_exact(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
-def exact_match(pairs: list[tuple[str, str]]) -> dict[str, float | int]:
-    """One binary match per file; a miss counts as one false positive and one false negative."""
-    tp = sum(normalise_exact(p) == normalise_exact(g) for p, g in pairs)
+def exact_key(norm: Callable[[str], str]) -> Callable[[str], str]:
+    """What exact match compares: the chosen normaliser's text with whitespace runs made one space
+    (so `none` compares the texts as written, case and punctuation included)."""
+    return lambda text: " ".join(norm(text).split())
+
+
+def exact_match(pairs: list[tuple[str, str]], key: Callable[[str], str] = normalise_exact) -> dict[str, float | int]:
+    """One binary match per file (texts equal after `key`); a miss counts as one false positive
+    and one false negative."""
+    tp = sum(key(p) == key(g) for p, g in pairs)
     miss = len(pairs) - tp
     fp = fn = miss
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -73,9 +80,11 @@ def classification(pairs: list[tuple[str, str]]) -> dict:
             "labels": labels, "confusion": matrix.tolist()}
 
 
-def latency(seconds: list[float], audio_s: list[float]) -> dict[str, float]:
+def latency(seconds: list[float], audio_s: list[float]) -> dict[str, float | None]:
+    """Mean, p50 and p95 seconds per clip and the real-time factor; None with nothing timed, since
+    a zero would read as an instant model."""
     if not seconds:
-        return {"latency_mean_s": 0.0, "latency_p50_s": 0.0, "latency_p95_s": 0.0, "rtf": 0.0}
+        return {"latency_mean_s": None, "latency_p50_s": None, "latency_p95_s": None, "rtf": None}
     arr = np.asarray(seconds)
     return {
         "latency_mean_s": float(arr.mean()),

@@ -47,9 +47,12 @@ def evaluate(
     service: Service | None = None,
     on_clip: Callable[[dict[str, Any]], None] | None = None,
     guard: PathGuard | None = None,
+    use_cache: bool = True,
 ) -> EvalReport:
     """Score `model` on `dataset`; a clip that fails is recorded in its detail, never fatal.
-    Clips are opened through `guard` (default: any regular file)."""
+    Clips are opened through `guard` (default: any regular file). A clip answered from the result
+    cache is marked `cached` and left out of latency and RTF: its time is the cache's, not the
+    model's; `use_cache=False` times every clip."""
     if task not in TASKS:
         raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}, not {task!r}", param="task")
     guard = guard or PathGuard()
@@ -61,7 +64,8 @@ def evaluate(
     service = service or _default_service()
     norm = metrics.normaliser(normalizer)
     loaded = service.registry.load(model)
-    predict = _predictor(service, loaded.entry.name, loaded.engine.capabilities, task, data, max_new_tokens, _opener(guard))
+    predict = _predictor(service, loaded.entry.name, loaded.engine.capabilities, task, data, max_new_tokens,
+                         _opener(guard), use_cache)
     details = []
     for example in data.examples:
         detail: dict[str, Any] = {"path": str(example.path), "reference": example.reference}
@@ -70,12 +74,12 @@ def evaluate(
         except (AudioError, CapabilityError, ForbiddenError, PayloadTooLargeError) as exc:
             detail.update(hypothesis=None, error={"type": exc.code, "message": exc.message})
         else:
-            detail.update(hypothesis=hypothesis, timings=timings.to_dict())
+            detail.update(hypothesis=hypothesis, timings=timings.to_dict(), cached=timings.cache_hit)
             detail.update(_score(task, example, hypothesis, norm))
         details.append(detail)
         if on_clip is not None:
             on_clip(detail)
-    options = {"normalizer": normalizer, "max_new_tokens": max_new_tokens}
+    options = {"normalizer": normalizer, "max_new_tokens": max_new_tokens, "use_cache": use_cache}
     return EvalReport(loaded.entry.name, task, data.source, options, _summary(task, details, norm), details, data.problems)
 
 
@@ -89,7 +93,7 @@ def _opener(guard: PathGuard) -> Callable[[Example], AudioSource]:
 
 
 def _predictor(service: Service, model: str, caps: Capability, task: str, data: Dataset, max_new_tokens: int | None,
-               clip: Callable[[Example], AudioSource]):
+               clip: Callable[[Example], AudioSource], use_cache: bool):
     if task == "lid":
         if Capability.DETECT_LANGUAGE not in caps:
             raise CapabilityError(f"model {model!r} cannot identify languages", param="model")
@@ -105,17 +109,20 @@ def _predictor(service: Service, model: str, caps: Capability, task: str, data: 
                   "required": ["label"], "additionalProperties": False}
 
         def classify(example: Example):
-            answer = service.analyze(clip(example), schema, model=model, max_new_tokens=max_new_tokens or 64)
+            answer = service.analyze(clip(example), schema, model=model, max_new_tokens=max_new_tokens or 64,
+                                     use_cache=use_cache)
             return answer.result["label"], answer.timings
         return classify
     if Capability.TRANSCRIBE in caps:
         def transcribe(example: Example):
-            t = service.transcribe(clip(example), model=model, max_new_tokens=max_new_tokens, language=example.language)
+            t = service.transcribe(clip(example), model=model, max_new_tokens=max_new_tokens, language=example.language,
+                                   use_cache=use_cache)
             return t.text, t.timings
         return transcribe
     if Capability.CHAT in caps:
         def ask(example: Example):
-            answer = service.ask(clip(example), TRANSCRIBE_PROMPT, model=model, max_new_tokens=max_new_tokens or 256)
+            answer = service.ask(clip(example), TRANSCRIBE_PROMPT, model=model, max_new_tokens=max_new_tokens or 256,
+                                 use_cache=use_cache)
             return answer.text, answer.timings
         return ask
     raise CapabilityError(f"model {model!r} can neither transcribe nor chat", param="model")
@@ -125,20 +132,23 @@ def _score(task: str, example: Example, hypothesis: str, norm) -> dict[str, Any]
     if task == "asr":
         wer, cer = metrics.wer_cer([norm(example.reference)], [norm(hypothesis)])
         return {"wer": wer, "cer": cer}
-    if task == "exact":
-        return {"match": metrics.normalise_exact(hypothesis) == metrics.normalise_exact(example.reference)}
+    if task == "exact":  # the chosen normaliser applies here as it does to WER
+        key = metrics.exact_key(norm)
+        return {"match": key(hypothesis) == key(example.reference)}
     return {"correct": hypothesis == example.reference}
 
 
 def _summary(task: str, details: list[dict[str, Any]], norm) -> dict[str, Any]:
     done = [d for d in details if d.get("hypothesis") is not None]
-    summary: dict[str, Any] = {"count": len(details), "scored": len(done), "failed": len(details) - len(done)}
-    summary.update(metrics.latency([d["timings"]["total_s"] for d in done], [d["timings"]["audio_s"] for d in done]))
+    timed = [d for d in done if not d["cached"]]
+    summary: dict[str, Any] = {"count": len(details), "scored": len(done), "failed": len(details) - len(done),
+                               "cached": len(done) - len(timed)}
+    summary.update(metrics.latency([d["timings"]["total_s"] for d in timed], [d["timings"]["audio_s"] for d in timed]))
     if task in ("asr", "exact"):
         wer, cer = metrics.wer_cer([norm(d["reference"]) for d in done], [norm(d["hypothesis"]) for d in done])
         summary.update(wer=wer, cer=cer)
     if task == "exact":  # a clip that failed is a miss, as local runners count it
-        summary.update(metrics.exact_match([(d["hypothesis"] or "", d["reference"]) for d in details]))
+        summary.update(metrics.exact_match([(d["hypothesis"] or "", d["reference"]) for d in details], metrics.exact_key(norm)))
     if task in ("lid", "classify"):
         gold = [(d["hypothesis"], d["reference"]) for d in done]
         summary.update(metrics.classification(gold))

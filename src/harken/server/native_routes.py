@@ -112,7 +112,8 @@ class EvaluateRequest(BaseModel):
     model: str | None = Field(None, examples=["whisper-1"])
     max_new_tokens: int | None = Field(None, ge=1, le=4096)
     # evaluate_folder checks these (400 otherwise); the schema says the same.
-    match_mode: str = Field("exact", description="exact or wer", json_schema_extra={"enum": ["exact", "wer"]})
+    match_mode: str = Field("wer", description="wer (WER and CER, the default as in `harken eval`) or exact",
+                            json_schema_extra={"enum": ["wer", "exact"]})
     normalizer: str = Field("english", json_schema_extra={"enum": ["english", "basic", "none"]})
 
 
