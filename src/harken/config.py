@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -138,11 +140,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = _config_file.get()
-        if toml is None:
-            env_path = os.environ.get("HARKEN_CONFIG")
-            toml = Path(env_path) if env_path else Path("harken.toml")
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_toml_path()))
 
     @classmethod
     def load(cls, config: str | Path | None = None, **overrides: Any) -> Settings:
@@ -152,9 +150,60 @@ class Settings(BaseSettings):
         token = _config_file.set(Path(config) if config is not None else None)
         try:
             return cls(**overrides)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidOptionError(_toml_error(_toml_path(), exc), param="config") from None
+        except UnicodeDecodeError as exc:
+            path = _toml_path()
+            line = _line_of(path, exc.start)
+            raise InvalidOptionError(
+                f"{_shown(path)}, line {line}: not UTF-8 text ({exc.reason}); save the file as UTF-8", param="config"
+            ) from None
+        except OSError as exc:
+            if exc.filename is None or Path(exc.filename) != _toml_path():
+                raise
+            raise InvalidOptionError(  # a settings file that exists but cannot be read
+                f"cannot read {_shown(_toml_path())}: {exc.strerror or exc}; fix its permissions or name another file with --config",
+                param="config",
+            ) from None
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "settings"
             raise InvalidOptionError(f"bad setting {where}: {first['msg']}", param=where) from None
         finally:
             _config_file.reset(token)
+
+
+def _toml_path() -> Path:
+    """The settings file read: `--config`, else $HARKEN_CONFIG, else ./harken.toml."""
+    toml = _config_file.get()
+    if toml is None:
+        env_path = os.environ.get("HARKEN_CONFIG")
+        toml = Path(env_path) if env_path else Path("harken.toml")
+    return toml
+
+
+def _shown(path: Path) -> str:
+    return str(path) if path.is_absolute() else os.path.abspath(path)
+
+
+_TOML_WHERE = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$", re.S)
+
+
+def _toml_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    """`FILE, line L, column C: invalid TOML: the parser's message; the fix`, from tomllib's error."""
+    text = str(exc)
+    match = _TOML_WHERE.match(text)
+    if match:
+        place, message = f"{_shown(path)}, line {match['line']}, column {match['col']}", match["msg"]
+    elif text.endswith(" (at end of document)"):
+        place, message = f"{_shown(path)}, at the end", text.removesuffix(" (at end of document)")
+    else:
+        place, message = _shown(path), text
+    return f"{place}: invalid TOML: {message}; fix the file there (TOML: key = value, [table], strings in quotes)"
+
+
+def _line_of(path: Path, offset: int) -> int:
+    try:
+        return path.read_bytes()[:offset].count(b"\n") + 1
+    except OSError:
+        return 1

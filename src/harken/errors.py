@@ -2,9 +2,19 @@
 
 Front doors map these to their own shape (one CLI line, the OpenAI error envelope) through
 `status` and `code`; anything outside this tree is a bug and is reported as an internal error.
+A missing optional dependency goes through `require` / `needs_extra`, which name the extra and the
+pip command that installs it for this installation (a source checkout or the package index).
 """
 
 from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import unquote, urlparse
 
 __all__ = [
     "HarkenError",
@@ -32,6 +42,10 @@ __all__ = [
     "QueueFullError",
     "JobNotFoundError",
     "RequestTimeoutError",
+    "MissingExtraError",
+    "install_command",
+    "needs_extra",
+    "require",
 ]
 
 
@@ -183,3 +197,72 @@ class JobNotFoundError(RequestError):
     status = 404
     code = "job_not_found"
     type = "not_found_error"
+
+
+class MissingExtraError(HarkenError):
+    """A feature whose optional dependencies (one of harken's extras) are not installed."""
+
+    status = 503
+    code = "missing_extra"
+    type = "server_error"
+
+
+def needs_extra(what: str, extra: str, missing: str | None = None) -> str:
+    """The one message for a missing extra: what needs it, which module is absent, the pip command."""
+    absent = f" ({missing} is not installed)" if missing else ""
+    return f"{what} needs the {extra} extra{absent}: {install_command(extra)}"
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """`import module`, or MissingExtraError naming `extra` and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(needs_extra(what, extra, exc.name or module)) from None
+
+
+def install_command(extra: str) -> str:
+    """The pip command that adds `extra` to harken as it is installed here: from its source tree
+    (editable or not) or from the package index."""
+    tree = _source_tree()
+    if tree is None:
+        return f"pip install 'harken[{extra}]'"
+    root, editable = tree
+    flag = "-e " if editable else ""
+    try:
+        here = Path.cwd().resolve() == root.resolve()
+    except OSError:
+        here = False
+    target = "." if here else str(root)
+    return f'pip install {flag}"{target}[{extra}]"'
+
+
+@functools.cache
+def _source_tree() -> tuple[Path, bool] | None:
+    """(checkout root, editable) when harken runs from or was installed from a source tree."""
+    # Imported straight from a checkout (an editable install, or PYTHONPATH=src).
+    root = Path(__file__).resolve().parents[2]
+    if _is_harken_tree(root):
+        return root, True
+    # Installed from a local directory: pip records it (PEP 610 direct_url.json).
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        text = distribution("harken").read_text("direct_url.json")
+        info = json.loads(text) if text else {}
+    except (PackageNotFoundError, ValueError, OSError):
+        return None
+    url = info.get("url", "") if isinstance(info, dict) else ""
+    if "dir_info" in info and url.startswith("file://"):
+        path = Path(unquote(urlparse(url).path))
+        if _is_harken_tree(path):
+            return path, bool(info["dir_info"].get("editable"))
+    return None
+
+
+def _is_harken_tree(path: Path) -> bool:
+    try:
+        text = (path / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return os.path.isdir(path / "src" / "harken") and 'name = "harken"' in text

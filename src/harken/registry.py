@@ -15,7 +15,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from difflib import get_close_matches
+from typing import Callable, Literal
 
 from harken.config import ModelConfig, Settings
 from harken.engines.base import Engine
@@ -102,6 +103,23 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
 )
 
 
+Task = Literal["transcribe", "translate", "chat", "speak"]
+
+# What each engine family can be asked to do, known before anything loads (a loaded engine's
+# `capabilities` is the final word: an English-only Whisper cannot translate).
+TASK_ENGINES: dict[str, frozenset[str]] = {
+    "transcribe": frozenset({"whisper"}),
+    "translate": frozenset({"whisper"}),
+    "chat": frozenset({"alm", "remote"}),
+    "speak": frozenset({"piper"}),
+}
+_TASK_LABELS = {
+    "transcribe": "models that transcribe",
+    "translate": "models that translate",
+    "chat": "models that chat about audio (ask, caption, analyze)",
+    "speak": "voices",
+}
+
 # Stock OpenAI voice names map to the default voice, so OpenAI examples speak unchanged.
 OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer", "verse")
 
@@ -183,16 +201,17 @@ class Registry:
     def resolve_voice(self, name_or_path: str | Path | None = None) -> ModelEntry:
         """Like resolve, for voices: the default is `default_voice`, and the entry must speak."""
         try:
-            entry = self.resolve(name_or_path if name_or_path is not None else self.settings.default_voice)
+            entry = self.resolve(name_or_path if name_or_path is not None else self.settings.default_voice, task="speak")
         except UnknownModelError:
-            voices = ", ".join(sorted(e.name for e in self._entries.values() if e.engine == "piper"))
-            raise InvalidOptionError(f"unknown voice {str(name_or_path)!r} (known: {voices})", param="voice") from None
+            key = str(name_or_path if name_or_path is not None else self.settings.default_voice)
+            raise InvalidOptionError(f"unknown voice {key!r}{self._suggest(key, 'speak')}", param="voice") from None
         if entry.engine != "piper":
             raise InvalidOptionError(f"{entry.name!r} is not a voice; `harken voices` lists them", param="voice")
         return entry
 
-    def resolve(self, name_or_path: str | Path | None = None) -> ModelEntry:
-        """Find the catalogue entry for a name, an alias or a model directory."""
+    def resolve(self, name_or_path: str | Path | None = None, *, task: Task | None = None) -> ModelEntry:
+        """Find the catalogue entry for a name, an alias or a model directory. `task` (transcribe,
+        translate, chat, speak) only shapes the error for an unknown name: the models that can do it."""
         key = str(name_or_path) if name_or_path is not None else self.settings.default_model
         seen: set[str] = set()
         while key in self._aliases and key not in seen and key not in self._entries:
@@ -203,9 +222,48 @@ class Registry:
         path = self._directory(key)
         if path is not None:
             return ModelEntry(name=str(path), engine=_guess_engine(path), source=LocalSource(path))
-        known = ", ".join(sorted(self._entries))
         hint = "; or give a model directory" if self._roots is None else ("; or a directory under the model roots" if self._roots else "")
-        raise UnknownModelError(f"unknown model {key!r} (known: {known}{hint})", param="model")
+        raise UnknownModelError(f"unknown model {key!r}{self._suggest(key, task)}{hint}", param="model")
+
+    def _suggest(self, key: str, task: Task | None) -> str:
+        """'; did you mean X?; models that TASK: name (aliases: ...), ...' over the entries fit for `task`
+        (without one: every entry but the voices, which only speak, grouped by what they do)."""
+        tasks = (task,) if task is not None else tuple(t for t in _TASK_LABELS if t not in ("translate", "speak"))
+        fit = {t: [e for e in self._entries.values() if e.engine in TASK_ENGINES[t]] for t in tasks}
+        candidates = {e.name for group in fit.values() for e in group}
+        aliases = self._aliases_of(candidates)
+        words = {name: name for name in candidates} | {a: t for t, names in aliases.items() for a in names}
+        close = get_close_matches(key, list(words), n=6, cutoff=0.6) or [w for w in words if key and w.startswith(key)]
+        best: dict[str, str] = {}  # one suggestion per model: its own name if that is close, else the closest alias
+        for word in close:
+            if words[word] not in best or word == words[word]:
+                best[words[word]] = word
+        picks = sorted(best.values(), key=close.index)[:2]
+        text = ""
+        if picks:
+            text = "; did you mean " + " or ".join(repr(w) if words[w] == w else f"'{w}' ({words[w]})" for w in picks) + "?"
+        groups = []
+        for t, entries in fit.items():
+            listed = ", ".join(
+                e.name + (f" (aliases: {', '.join(aliases[e.name])})" if aliases.get(e.name) else "") for e in entries
+            )
+            if listed:
+                groups.append(f"{_TASK_LABELS[t]}: {listed}")
+            elif task is not None:
+                groups.append(f"no model here can {t}: add one under [models] in harken.toml")
+        return text + ("; " if groups else "") + "; ".join(groups)
+
+    def _aliases_of(self, names: set[str]) -> dict[str, list[str]]:
+        """Every alias that resolves to each of `names`, in the order they were declared."""
+        out: dict[str, list[str]] = {}
+        for alias in self._aliases:
+            target, seen = alias, set()
+            while target in self._aliases and target not in self._entries and target not in seen:
+                seen.add(target)
+                target = self._aliases[target]
+            if target in names and alias not in OPENAI_VOICES:
+                out.setdefault(target, []).append(alias)
+        return out
 
     def _directory(self, key: str) -> Path | None:
         """The real path of the model directory `key` names, if directories may be named and it is one."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from harken.errors import ModelIntegrityError, ModelNotInstalledError
+from harken.errors import ModelIntegrityError, ModelNotInstalledError, needs_extra
 from harken.files import write_atomic
 
 __all__ = ["Source", "PackageSource", "SplitPackageSource", "LocalSource", "HubSource", "RemoteSource", "parse_source"]
@@ -95,8 +95,13 @@ class PackageSource:
 
     def resolve(self, cache_dir: Path) -> Path:
         path = self._dir()
-        if path is None or not path.is_dir():
-            raise ModelNotInstalledError(_needs_extra(self.extra))
+        if path is None:
+            raise ModelNotInstalledError(_needs_package(self.module, self.extra))
+        if not path.is_dir():
+            raise ModelNotInstalledError(
+                f"the {self.module} package has no {self.subdir!r} directory ({path}); check the model's source "
+                f"(package:{self.module}/SUBDIR) in harken.toml, or reinstall the package"
+            )
         verify({path / name: sha for name, sha in self.pins.items()}, cache_dir)
         return path
 
@@ -124,8 +129,9 @@ class SplitPackageSource:
         return sum((_package_dir(m) / "data" / f).stat().st_size for m, f, _ in self.parts + self.side_files)
 
     def resolve(self, cache_dir: Path) -> Path:
-        if not self.installed():
-            raise ModelNotInstalledError(_needs_extra(self.extra))
+        missing = [module for module, _, _ in self.parts + self.side_files if _package_dir(module) is None]
+        if missing:
+            raise ModelNotInstalledError(_needs_package(missing[0], self.extra))
         target = cache_dir / "models" / self.name
         model_bin = target / "model.bin"
         if not model_bin.is_file():
@@ -208,13 +214,35 @@ class HubSource:
         if cached is not None:
             return cached
         if self._offline():
-            raise ModelNotInstalledError(f"{self.repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+            raise ModelNotInstalledError(self._not_downloaded("HF_HUB_OFFLINE is set"))
         from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
         try:
             return Path(snapshot_download(self.repo_id))
+        except LocalEntryNotFoundError as exc:  # the hub could not be reached, and nothing is cached
+            raise ModelNotInstalledError(self._not_downloaded(f"no network: {_root_cause(exc)}")) from None
+        except GatedRepoError:
+            raise ModelNotInstalledError(
+                f"{self.repo_id} is gated on the Hugging Face hub: accept its terms on its hub page, log in with "
+                "`hf auth login`, then load it again"
+            ) from None
+        except RepositoryNotFoundError:
+            raise ModelNotInstalledError(
+                f"no repository {self.repo_id!r} on the Hugging Face hub (misspelt, or private: log in with "
+                "`hf auth login`); check the model's source in harken.toml"
+            ) from None
         except Exception as exc:  # the hub client raises many unrelated types for one cause
-            raise ModelNotInstalledError(f"cannot download {self.repo_id}: {type(exc).__name__}") from None
+            raise ModelNotInstalledError(f"cannot download {self.repo_id} from the Hugging Face hub: {_root_cause(exc)}") from None
+
+    def _not_downloaded(self, why: str) -> str:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return (
+            f"model {self.repo_id} is not downloaded (not in the Hugging Face cache {HF_HUB_CACHE}) and the hub "
+            f"cannot be reached ({why}): run `hf download {self.repo_id}` on a machine that reaches the hub and copy "
+            f"its cache into {HF_HUB_CACHE} (or set HF_HOME), or point the model's source at a local directory"
+        )
 
     def size_bytes(self) -> int | None:
         cached = self._cached()
@@ -239,5 +267,27 @@ def parse_source(text: str, base: Path | None = None) -> Source:
     return HubSource(text)
 
 
-def _needs_extra(extra: str) -> str:
-    return f"this model needs the '{extra}' extra: pip install 'harken[{extra}]'"
+def _needs_package(module: str, extra: str) -> str:
+    """A model's package is missing: name harken's extra that brings it, or the package itself."""
+    if extra in _harken_extras():
+        return needs_extra("this model", extra, module)
+    return f"this model's files come from the Python package {module}, which is not installed: pip install {module}"
+
+
+def _harken_extras() -> set[str]:
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        return set(metadata("harken").get_all("Provides-Extra") or ())
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return {"embedded", "multilingual", "alm", "server", "tts", "ray", "eval"}
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's type and first line: ConnectError: [Errno 111] Connection refused."""
+    seen: set[int] = set()
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(exc))
+        exc = inner
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__

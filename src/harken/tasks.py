@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harken.errors import InvalidOptionError, ModelError
+from harken.errors import InvalidOptionError, ModelError, require
 
 __all__ = ["CAPTION_PROMPT", "BUILTIN_SCHEMAS", "load_schema", "analyze_prompt", "parse_analysis"]
 
@@ -54,7 +54,7 @@ def load_schema(schema: str | Path | dict[str, Any]) -> dict[str, Any]:
 
 
 def check_schema(schema: Any) -> None:
-    import jsonschema
+    jsonschema = require("jsonschema", "alm", "checking a JSON schema (analyze, structured output)")
 
     if not isinstance(schema, dict):
         raise InvalidOptionError("a JSON schema must be an object", param="schema")
@@ -73,7 +73,7 @@ def analyze_prompt(schema: dict[str, Any]) -> str:
 
 def parse_analysis(text: str, schema: dict[str, Any], finish_reason: str) -> dict[str, Any]:
     """The model's JSON, validated. Constrained decoding makes failure here mean it ran out of tokens."""
-    import jsonschema
+    jsonschema = require("jsonschema", "alm", "checking a JSON answer (analyze, structured output)")
 
     try:
         value = json.loads(text)

@@ -17,7 +17,10 @@ from typing import Any
 from harken.engines.alm_processor import load_processor
 from harken.engines.base import Capability
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText
-from harken.errors import CapabilityError, InvalidOptionError, ModelLoadError, PayloadTooLargeError, UnsupportedModelError
+from harken.errors import (
+    CapabilityError, InvalidOptionError, MissingExtraError, ModelLoadError, PayloadTooLargeError, UnsupportedModelError,
+    install_command, require,
+)
 
 __all__ = ["AudioLanguageEngine", "MODEL_CLASSES"]
 
@@ -43,11 +46,15 @@ class AudioLanguageEngine:
         options = options or {}
         try:
             import torch
-            import transformers
-            from transformers import AutoConfig
-            from transformers.utils import logging as hf_logging
         except ImportError:
-            raise ModelLoadError("audio-language models need torch and the alm extra: pip install 'harken[alm]'") from None
+            # torch is left out of the alm extra: the right build (CPU or CUDA) depends on the machine.
+            raise MissingExtraError(
+                "audio-language models need PyTorch (torch is not installed): install the torch build for this "
+                f"machine (CPU or CUDA), then the alm extra: {install_command('alm')}"
+            ) from None
+        transformers = require("transformers", "alm", "loading an audio-language model")
+        from transformers import AutoConfig
+        from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()  # a loading bar on a server's stderr is noise
         hf_logging.set_verbosity_error()
         try:
@@ -160,7 +167,7 @@ class AudioLanguageEngine:
         return inputs.to(self.device)
 
     def _json_processor(self, schema: str):
-        import xgrammar as xgr
+        xgr = require("xgrammar", "alm", "constrained JSON output")
 
         with self._lock:
             if self._tokenizer_info is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from harken.engines.base import Capability, check_range
-from harken.errors import InvalidOptionError, ModelLoadError, UnsupportedModelError
+from harken.errors import InvalidOptionError, ModelLoadError, UnsupportedModelError, require
 
 __all__ = ["PiperEngine", "SpeakOptions", "SpeechChunk", "MAX_INPUT_CHARS", "pieces"]
 
@@ -58,10 +58,7 @@ class PiperEngine:
     batches = False
 
     def __init__(self, path: Path) -> None:
-        try:
-            from piper import PiperVoice
-        except ImportError:
-            raise ModelLoadError("speech needs the tts extra: pip install 'harken[tts]'") from None
+        PiperVoice = require("piper", "tts", "speech").PiperVoice
         models = sorted(path.glob("*.onnx"))
         if not models or not Path(str(models[0]) + ".json").is_file():
             raise UnsupportedModelError(f"{path.name}: not a Piper voice directory (an .onnx with its .onnx.json)")

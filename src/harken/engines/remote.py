@@ -22,7 +22,7 @@ import numpy as np
 
 from harken.engines.base import Capability
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText
-from harken.errors import HarkenError, ModelError, ModelLoadError, UpstreamError
+from harken.errors import HarkenError, ModelError, ModelLoadError, UpstreamError, require
 
 __all__ = ["RemoteEngine"]
 
@@ -205,7 +205,7 @@ def _read_stream(response, on_text: OnText) -> EngineReply:
 
 
 def _validate(text: str, schema: dict[str, Any]) -> None:
-    import jsonschema
+    jsonschema = require("jsonschema", "alm", "checking a JSON answer")
 
     try:
         jsonschema.validate(json.loads(text), schema)

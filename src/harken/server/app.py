@@ -2,7 +2,8 @@
 
 Middleware, outermost first: observe (metrics, audit, access log), CORS (only when origins are
 configured), security (API keys, rate limits, upload cap), catch-all (a bug's 500 without
-closing the connection). Routes call the one Service.
+closing the connection). Routes call the one Service. The API docs (/docs, /redoc) are served
+with their assets, so they need no network.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from harken import __version__
 from harken.config import Settings
@@ -56,7 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(state.jobs.close)
         await asyncio.to_thread(service.close)
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI, ReDoc and the favicon from fastapi-offline's copies,
+    # served here under /static-offline-docs, instead of from public CDNs: they work offline.
+    app = FastAPIOffline(
         title="harken",
         version=__version__,
         description="Offline audio understanding: OpenAI-compatible and native routes over local models.",
