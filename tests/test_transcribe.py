@@ -119,7 +119,7 @@ def test_options_are_checked_before_any_work(service, data_dir):
 
 def test_english_only_model_refuses_translation_and_other_languages(service, data_dir):
     with pytest.raises(CapabilityError, match="cannot translate"):
-        service.translate(data_dir / "jfk.flac")
+        service.translate(data_dir / "jfk.flac", model="tiny.en")
     with pytest.raises(CapabilityError, match="multilingual"):
         service.transcribe(data_dir / "jfk.flac", language="de")
 
@@ -141,3 +141,13 @@ def test_max_new_tokens_counts_only_generated_tokens(service, data_dir, model):
     t = service.transcribe(data_dir / "jfk.flac", model=model, language="en", max_new_tokens=5, use_cache=False)
     # As in faster-whisper, the cap counts generated timestamp tokens too; the text stays within it.
     assert len(t.segments) == 1 and 1 <= len(t.segments[0].tokens) <= 5
+
+
+def test_translation_without_a_model_goes_to_an_installed_one_that_can(service, data_dir):
+    # The default (English-only) model cannot translate; asked for no model in particular,
+    # harken uses an installed multilingual Whisper and says so.
+    for asked in (None, "whisper-1"):
+        english = service.translate(data_dir / "fleurs-de-001.ogg", model=asked, use_cache=False)
+        assert english.model == "whisper-base" and "dinosaur" in english.text.lower()
+        assert [w.code for w in english.warnings][:1] == ["model_substituted"]
+        assert "whisper-tiny.en cannot translate; whisper-base" in english.warnings[0].message

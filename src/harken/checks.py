@@ -17,7 +17,7 @@ from harken.errors import HarkenError
 from harken.registry import ModelEntry, Registry
 from harken.results import TranscriptWarning
 
-__all__ = ["language_mismatch", "LOW_CONFIDENCE"]
+__all__ = ["installed_model", "language_mismatch", "LOW_CONFIDENCE"]
 
 LOW_CONFIDENCE = -0.6  # mean log-probability per token
 MIN_PROBABILITY = 0.5  # the detector must be at least this sure of the other language
@@ -31,7 +31,7 @@ def language_mismatch(
     engine = registry.load(entry.name).engine
     if Capability.DETECT_LANGUAGE in engine.capabilities or not _unsure(result):
         return None
-    detector = _multilingual(registry, entry)
+    detector = installed_model(registry, Capability.DETECT_LANGUAGE, entry.name)
     if detector is None:
         return TranscriptWarning(
             "language_mismatch",
@@ -60,16 +60,20 @@ def _unsure(result: EngineTranscript) -> bool:
     return float((tokens * logprob).sum() / tokens.sum()) < LOW_CONFIDENCE
 
 
-def _multilingual(registry: Registry, current: ModelEntry):
-    """An installed Whisper that detects languages (loaded ones first), or None."""
-    infos = sorted(registry.describe(), key=lambda i: not i.loaded)
+def installed_model(registry: Registry, capability: Capability, exclude: str):
+    """(name, engine) of an installed Whisper other than `exclude` that has `capability`, or None.
+
+    Loaded models come first (no load to pay), then the smallest: the caller did not choose it,
+    so it should cost as little as possible.
+    """
+    infos = sorted(registry.describe(), key=lambda i: (not i.loaded, i.size_bytes or 0))
     for info in infos:
-        if info.engine != "whisper" or not info.installed or info.name == current.name:
+        if info.engine != "whisper" or not info.installed or info.name == exclude:
             continue
         try:
             engine = registry.load(info.name).engine
         except HarkenError:
             continue
-        if Capability.DETECT_LANGUAGE in engine.capabilities:
+        if capability in engine.capabilities:
             return info.name, engine
     return None

@@ -19,10 +19,13 @@ from harken.config import Settings
 from harken.engines.base import TranscribeOptions
 from harken.errors import AudioError, HarkenError
 from harken.files import write_atomic
+from harken.cli_help import PlainHelpTyper
 from harken.formats import get_writer
+from harken.inputs import expand, unique_stem
+from harken.progress import AudioProgress
 from harken.service import Service
 
-app = typer.Typer(
+app = PlainHelpTyper(
     help="Offline audio understanding with local models.",
     add_completion=False,
     no_args_is_help=True,
@@ -30,7 +33,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="harken.toml to read (default: $HARKEN_CONFIG or ./harken.toml)")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="harken.toml to read (default: $HARKEN_CONFIG or ./harken.toml)")]
 
 
 def _version(value: bool) -> None:
@@ -48,12 +51,19 @@ def _root(
 
 @app.command()
 def transcribe(
-    files: Annotated[list[str], typer.Argument(help="Audio files (any container FFmpeg reads).", show_default=False)],
+    files: Annotated[list[str], typer.Argument(
+        metavar="FILE", show_default=False,
+        help="Audio or video files (any container FFmpeg reads), folders (searched recursively), "
+             "- for stdin, or http(s):// and file:// URLs.",
+    )],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, alias or model directory.")] = None,
     language: Annotated[Optional[str], typer.Option("--language", "-l", help="Spoken language code; detected when omitted.")] = None,
     task: Annotated[str, typer.Option(help="transcribe or translate (to English).")] = "transcribe",
-    fmt: Annotated[str, typer.Option("--format", "-f", help="txt, json, verbose_json, srt or vtt.")] = "txt",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write DIR/<input stem>.<format> per input.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="txt, json, verbose_json, srt or vtt.")] = "txt",
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="DIR",
+        help="Write DIR/STEM.EXT per input (txt, json, verbose.json, srt, vtt); a repeated stem gets -2, -3.",
+    )] = None,
     word_timestamps: Annotated[bool, typer.Option("--word-timestamps", help="Add word-level timestamps.")] = False,
     beam_size: Annotated[int, typer.Option(help="Beam width.")] = 5,
     temperature: Annotated[float, typer.Option(help="0 decodes by beam search (with fallback); above 0 samples.")] = 0.0,
@@ -76,24 +86,37 @@ def transcribe(
     service = Service(Settings.load(config))
     service.registry.resolve(model)  # an unknown model stops here, before any file is read
     failures = 0
-    with _progress(len(files)) as progress:
-        job = progress.add_task("transcribing", total=len(files)) if progress else None
-        for name in files:
+    stems: set[str] = set()
+    with AudioProgress(err) as progress:
+        for argument in files:
             try:
-                transcript = service.transcribe(name, model=model, use_cache=not no_cache, **asdict(options))
+                inputs = expand(argument)
             except AudioError as exc:
                 failures += 1
                 err.print(f"harken: error: {exc.message}", markup=False)
-            else:
+                continue
+            for item in inputs:
+                try:
+                    transcript = service.transcribe(
+                        item.source, model=model, use_cache=not no_cache, on_progress=progress.track(item.label),
+                        **asdict(options),
+                    )
+                except AudioError as exc:
+                    failures += 1
+                    err.print(f"harken: error: {exc.message}", markup=False)
+                    continue
+                finally:
+                    progress.finish()
                 for warning in transcript.warnings:
-                    err.print(f"harken: warning: {name}: {warning.message}", markup=False)
+                    err.print(f"harken: warning: {item.label}: {warning.message}", markup=False)
                 text = writer.render(transcript)
                 if output is None:
                     sys.stdout.write(text)
+                    sys.stdout.flush()
                 else:
-                    write_atomic(output / f"{Path(name).stem}.{writer.extension}", text)
-            if progress:
-                progress.advance(job)
+                    stem = unique_stem(item.stem, stems)
+                    stems.add(stem)
+                    write_atomic(output / f"{stem}.{writer.extension}", text)
     if failures:
         raise typer.Exit(1)
 
@@ -221,9 +244,11 @@ def eval_(
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per answer.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the JSON report here.")] = None,
     html_path: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained HTML report with plots.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every clip again, so every clip is timed.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Score one or more models on labelled audio: WER/CER, exact match, accuracy, latency."""
+    """Score one or more models on labelled audio: WER/CER, exact match, accuracy, latency.
+    Clips answered from the result cache are marked cached and left out of latency and RTF."""
     from harken.evaluation import evaluate, load_dataset
     from harken.evaluation.report import write_html, write_json
 
@@ -234,15 +259,20 @@ def eval_(
         with _progress(len(dataset.examples) + 1) as progress:
             job = progress.add_task(f"evaluating {name or 'default'}", total=len(dataset.examples)) if progress else None
             reports.append(evaluate(dataset, model=name, task=task, normalizer=normalizer, max_new_tokens=max_new_tokens,
-                                    service=service, on_clip=(lambda _: progress.advance(job)) if progress else None))
+                                    service=service, on_clip=(lambda _: progress.advance(job)) if progress else None,
+                                    use_cache=not no_cache))
     for problem in dataset.problems:
         err.print(f"harken: warning: {problem}", markup=False)
-    keys = [k for k in ("count", "failed", "wer", "cer", "accuracy", "macro_f1", "f1", "latency_p50_s", "rtf")
+    keys = [k for k in ("count", "failed", "cached", "wer", "cer", "accuracy", "macro_f1", "f1", "latency_p50_s", "rtf")
             if k in reports[0].summary]
     table = Table("model", *keys)
     for r in reports:
-        table.add_row(r.model, *(f"{r.summary[k]:.4f}" if isinstance(r.summary[k], float) else str(r.summary[k]) for k in keys))
-    Console().print(table)
+        table.add_row(r.model, *("-" if r.summary[k] is None else f"{r.summary[k]:.4f}" if isinstance(r.summary[k], float)
+                                 else str(r.summary[k]) for k in keys))
+    # Piped, Rich would squeeze the table into 80 columns and cut the model names short.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    if any(r.summary.get("cached") for r in reports):  # why latency is short of the count, or blank
+        err.print("harken: note: cached clips are left out of latency and RTF; --no-cache times every clip", markup=False)
     if output is not None:
         write_json(reports, output)
     if html_path is not None:
@@ -347,18 +377,24 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible and native HTTP routes (docs at /docs)."""
+    from harken.errors import MissingExtraError, needs_extra
+
     try:
         import uvicorn
 
         from harken.runtime.memory import limit_arenas
         from harken.server import create_app
+        from harken.server.listen import check_can_listen
         from harken.server.observe import setup_json_logging
-    except ImportError:
-        raise HarkenError("the server needs its extra: pip install 'harken[server]'") from None
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] == "harken":
+            raise  # harken's own module failing to import is a bug, not a missing extra
+        raise MissingExtraError(needs_extra("harken serve", "server", exc.name)) from None
     settings = Settings.load(config)
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if overrides:
         settings = settings.model_copy(update={"server": settings.server.model_copy(update=overrides)})
+    check_can_listen(settings.server.host, settings.server.port)  # a busy port: one line now, not exit 3 later
     setup_json_logging(log_level)
     limit_arenas()
     app_ = create_app(settings)

@@ -114,7 +114,7 @@ WRITERS: dict[str, Writer] = {
     for w in (
         Writer("txt", "txt", "text/plain; charset=utf-8", _txt),
         Writer("json", "json", "application/json", _json),
-        Writer("verbose_json", "json", "application/json", lambda t: json.dumps(verbose_json(t), ensure_ascii=False, indent=2) + "\n"),
+        Writer("verbose_json", "verbose.json", "application/json", lambda t: json.dumps(verbose_json(t), ensure_ascii=False, indent=2) + "\n"),
         Writer("srt", "srt", "application/x-subrip; charset=utf-8", _srt),
         Writer("vtt", "vtt", "text/vtt; charset=utf-8", _vtt),
     )

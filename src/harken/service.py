@@ -22,21 +22,24 @@ import numpy as np
 
 from harken.audio import Audio, AudioSource, RawAudio, read_audio
 from harken.audio.isolation import make_decoder
-from harken.checks import language_mismatch
+from harken.checks import installed_model, language_mismatch
 from harken.audio.encode import encode, encode_stream, get_speech_format
 from harken.config import Settings
-from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
+from harken.engines.base import Capability, EngineTranscript, OnProgress, TranscribeOptions
 from harken.engines.piper import SpeakOptions
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart
-from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError
+from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError, install_command
 from harken.tasks import CAPTION_PROMPT, analyze_prompt, load_schema, parse_analysis
 from harken.windows import map_reduce
 from harken.registry import LoadedModel, ModelEntry, Registry
-from harken.results import ChatResult, LanguageGuess, SpeechAudio, Timings, Transcript
+from harken.results import ChatResult, LanguageGuess, SpeechAudio, Timings, Transcript, TranscriptWarning
 from harken.runtime.cache import ResultCache, cache_key
 from harken.runtime.scheduler import BatchHook, Scheduler
 
 __all__ = ["Service", "ChatTurn"]
+
+# What a caller names when it means "whatever the default model is" (OpenAI clients send whisper-1).
+DEFAULT_NAMES = ("whisper-1", "default")
 
 
 class ChatTurn:
@@ -79,6 +82,7 @@ class _Pending:
     start: float
     decoded: float
     future: Future
+    notes: tuple[TranscriptWarning, ...] = ()  # said on the transcript before the engine's warnings
 
 
 class Service:
@@ -113,39 +117,43 @@ class Service:
         self.scheduler.forget(name)
         return self.registry.unload(name)
 
-    def load_audio(self, source: AudioSource | Audio) -> Audio:
+    def load_audio(self, source: AudioSource | Audio | RawAudio) -> Audio:
         if isinstance(source, Audio):
             return source
-        return self.decode(read_audio(source))
+        return self.decode(source if isinstance(source, RawAudio) else read_audio(source))
 
     def decode(self, raw: RawAudio) -> Audio:
         """Decode read audio under the duration limit (in a child process unless configured inline)."""
         return self.decoder.decode(raw, max_duration=self.settings.max_audio_s)
 
     def transcribe(
-        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True, **options: Any
+        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
+        on_progress: OnProgress | None = None, **options: Any,
     ) -> Transcript:
-        """Speech to text in the spoken language. Options are those of TranscribeOptions."""
-        return self._wait(self._begin(source, model, use_cache, TranscribeOptions.build(**options)))
+        """Speech to text in the spoken language. Options are those of TranscribeOptions;
+        `on_progress(seconds_done, seconds_in_all)` is called from a worker as decoding goes on."""
+        return self._wait(self._begin(source, model, use_cache, TranscribeOptions.build(**options), on_progress))
 
     def translate(
-        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True, **options: Any
+        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
+        on_progress: OnProgress | None = None, **options: Any,
     ) -> Transcript:
         """Speech in any language to English text."""
-        return self._wait(self._begin(source, model, use_cache, TranscribeOptions.build(**{**options, "task": "translate"})))
+        opts = TranscribeOptions.build(**{**options, "task": "translate"})
+        return self._wait(self._begin(source, model, use_cache, opts, on_progress))
 
     async def transcribe_async(
         self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True, **options: Any
     ) -> Transcript:
         """`transcribe` for an event loop: decoding in a thread, the engine in its worker."""
         opts = TranscribeOptions.build(**options)
-        return await self._wait_async(await asyncio.to_thread(self._begin, source, model, use_cache, opts))
+        return await self._wait_async(await self._begin_async(source, model, use_cache, opts))
 
     async def translate_async(
         self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True, **options: Any
     ) -> Transcript:
         opts = TranscribeOptions.build(**{**options, "task": "translate"})
-        return await self._wait_async(await asyncio.to_thread(self._begin, source, model, use_cache, opts))
+        return await self._wait_async(await self._begin_async(source, model, use_cache, opts))
 
     def detect_language(self, source: AudioSource | Audio, *, model: str | Path | None = None) -> LanguageGuess:
         start = time.perf_counter()
@@ -326,18 +334,23 @@ class Service:
             self.registry.unload(name)
 
     def _begin(
-        self, source: AudioSource | Audio, model: str | Path | None, use_cache: bool, options: TranscribeOptions
+        self, source: AudioSource | Audio, model: str | Path | None, use_cache: bool, options: TranscribeOptions,
+        on_progress: OnProgress | None = None,
     ) -> Transcript | _Pending:
         """Decode, look in the cache, and queue the engine work: a cached Transcript or a _Pending."""
         start = time.perf_counter()
         entry = self.registry.resolve(model)  # before decoding: a bad name fails fast
+        notes: tuple[TranscriptWarning, ...] = ()
+        if options.task == "translate":  # the one task a default (English-only) Whisper lacks
+            entry, notes = self._translator(entry, model)
         with self.scheduler.expecting(entry.name):
             # Hash first, decode only on a miss: a cache hit costs a read and a hash.
-            raw = source if isinstance(source, Audio) else read_audio(source)
+            raw = source if isinstance(source, (Audio, RawAudio)) else read_audio(source)
             key = cache_key(raw.sha256, entry.name, options.task, options.cache_key()) if use_cache else None
             if key is not None and (hit := self.cache.get(key)) is not None:
                 done = time.perf_counter()
                 cached = Transcript.from_dict(hit)
+                cached = replace(cached, warnings=notes + cached.warnings)
                 return cached.with_timings(Timings(done - start, 0.0, done - start, cached.duration, cache_hit=True))
             audio = raw if isinstance(raw, Audio) else self.decode(raw)
             decoded = time.perf_counter()
@@ -347,8 +360,41 @@ class Service:
                 raise CapabilityError(
                     f"model {entry.name!r} cannot {options.task}; `harken models` lists the others", param="model"
                 )
-            future = self.scheduler.submit(entry.name, loaded.engine, audio.samples, options)
-        return _Pending(entry, audio, options, key, start, decoded, future)
+            future = self.scheduler.submit(entry.name, loaded.engine, audio.samples, options, on_progress)
+        return _Pending(entry, audio, options, key, start, decoded, future, notes)
+
+    def _translator(self, entry: ModelEntry, asked: str | Path | None) -> tuple[ModelEntry, tuple[TranscriptWarning, ...]]:
+        """The model that translates: `entry`, or, when the caller asked only for the default
+        (no model, `whisper-1`, `default`) and it cannot, an installed one that can, said in a note."""
+        if Capability.TRANSLATE in self.registry.load(entry.name).engine.capabilities:
+            return entry, ()
+        if asked is None or str(asked) in DEFAULT_NAMES:
+            found = installed_model(self.registry, Capability.TRANSLATE, entry.name)
+            if found is not None:
+                note = TranscriptWarning(
+                    "model_substituted", f"{entry.name} cannot translate; {found[0]} translated instead"
+                )
+                return self.registry.resolve(found[0]), (note,)
+            raise CapabilityError(
+                f"model {entry.name!r} cannot translate and no installed model can: install a multilingual "
+                f"Whisper ({install_command('multilingual')}) and use model whisper-base",
+                param="model",
+            )
+        raise CapabilityError(
+            f"model {entry.name!r} cannot translate (it is English-only); use a multilingual Whisper such as "
+            "whisper-base (`harken models` lists what is installed)",
+            param="model",
+        )
+
+    async def _begin_async(self, *args: Any) -> Transcript | _Pending:
+        """`_begin` in a thread. Cancelled meanwhile (a client gone while its upload decodes), the
+        thread still runs to the end and queues the work: that work is cancelled as it is queued."""
+        begun = asyncio.ensure_future(asyncio.to_thread(self._begin, *args))
+        try:
+            return await asyncio.shield(begun)
+        except asyncio.CancelledError:
+            begun.add_done_callback(_cancel_queued)
+            raise
 
     def _wait(self, begun: Transcript | _Pending) -> Transcript:
         if isinstance(begun, Transcript):
@@ -380,7 +426,14 @@ class Service:
             transcript = replace(transcript, warnings=(mismatch, *transcript.warnings))
         if pending.key is not None:
             self.cache.put(pending.key, transcript.to_dict())
-        return transcript
+        # Notes say how this request was served (which model stood in), not what the audio holds:
+        # they are not cached with it, since the same result may be asked for directly.
+        return replace(transcript, warnings=pending.notes + transcript.warnings)
+
+
+def _cancel_queued(begun: asyncio.Future) -> None:
+    if not begun.cancelled() and begun.exception() is None and isinstance(begun.result(), _Pending):
+        begun.result().future.cancel()
 
 
 def _chat_options(options: dict[str, Any]) -> ChatOptions:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from enum import Flag, auto
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -103,12 +104,19 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+# Told, as a clip is decoded, how many of its seconds are done and how many it has in all.
+OnProgress = Callable[[float, float], None]
+
+
 @runtime_checkable
 class SpeechEngine(Engine, Protocol):
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript: ...
 
-    def transcribe_batch(self, clips: list[np.ndarray], options: TranscribeOptions) -> list[EngineTranscript]:
-        """Several clips in one call; an engine that does not batch loops over them."""
+    def transcribe_batch(
+        self, clips: list[np.ndarray], options: TranscribeOptions, progress: Sequence[OnProgress | None] | None = None,
+    ) -> list[EngineTranscript]:
+        """Several clips in one call; an engine that does not batch loops over them. `progress`,
+        when given, holds one callback (or None) per clip."""
         ...
 
     def detect_language(self, samples: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]: ...

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harken.audio import SAMPLE_RATE
-from harken.engines.base import Capability, EngineTranscript, TranscribeOptions
+from harken.engines.base import Capability, EngineTranscript, OnProgress, TranscribeOptions
 from harken.errors import CapabilityError, ModelLoadError
 from harken.results import Segment, Word
 
@@ -68,18 +69,21 @@ class WhisperEngine:
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
         return self.transcribe_batch([samples], options)[0]
 
-    def transcribe_batch(self, clips: list[np.ndarray], options: TranscribeOptions) -> list[EngineTranscript]:
+    def transcribe_batch(
+        self, clips: list[np.ndarray], options: TranscribeOptions, progress: Sequence[OnProgress | None] | None = None,
+    ) -> list[EngineTranscript]:
         """Several clips with the same options; the result for a clip does not depend on the others."""
+        progress = list(progress) if progress is not None else [None] * len(clips)
         self._check(options)
         if options.seed is not None:
             import ctranslate2
 
             ctranslate2.set_random_seed(options.seed)
         if options.long_form == "sequential":
-            return [self._sequential(c, options) for c in clips]
+            return [self._sequential(c, options, p) for c, p in zip(clips, progress)]
         from harken.engines.whisper_longform import SegmentedDecoder
 
-        return SegmentedDecoder(self.model).transcribe_many(clips, options)
+        return SegmentedDecoder(self.model).transcribe_many(clips, options, progress)
 
     def detect_language(self, samples: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]:
         if not self.multilingual:
@@ -97,7 +101,7 @@ class WhisperEngine:
             if options.language not in self.model.supported_languages:
                 raise CapabilityError(f"Whisper does not know language {options.language!r}", param="language")
 
-    def _sequential(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
+    def _sequential(self, samples: np.ndarray, options: TranscribeOptions, progress: OnProgress | None) -> EngineTranscript:
         kwargs: dict[str, Any] = dict(
             language=options.language,
             task=options.task,
@@ -109,7 +113,13 @@ class WhisperEngine:
             max_new_tokens=options.max_new_tokens,
         )
         segments, info = self.model.transcribe(samples, **kwargs)
-        out = tuple(fw_segment(s, i) for i, s in enumerate(segments))
+        total = len(samples) / SAMPLE_RATE
+        decoded: list[Segment] = []
+        for s in segments:  # a generator: each segment is decoded as it is asked for
+            decoded.append(fw_segment(s, len(decoded)))
+            if progress is not None:
+                progress(min(s.end, total), total)
+        out = tuple(decoded)
         return EngineTranscript(out, info.language, float(info.language_probability))
 
 

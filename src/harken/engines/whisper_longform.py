@@ -20,7 +20,9 @@ decoding as a short clip. Then two checks, on every piece:
 from __future__ import annotations
 
 import re
+import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from harken.audio import SAMPLE_RATE
 from harken.audio.segment import Cutter, Piece, true_runs
-from harken.engines.base import EngineTranscript, TranscribeOptions
+from harken.engines.base import EngineTranscript, OnProgress, TranscribeOptions
 from harken.engines.whisper import fw_segment
 from harken.results import Segment, TranscriptWarning
 
@@ -70,11 +72,14 @@ class SegmentedDecoder:
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript:
         return self.transcribe_many([samples], options)[0]
 
-    def transcribe_many(self, clips: list[np.ndarray], options: TranscribeOptions) -> list[EngineTranscript]:
+    def transcribe_many(
+        self, clips: list[np.ndarray], options: TranscribeOptions, progress: Sequence[OnProgress | None] | None = None,
+    ) -> list[EngineTranscript]:
         """Transcribe several clips with one set of options, their pieces sharing the workers.
 
         Every decision (cuts, repairs) is taken per clip, from that clip's own pieces and rates,
-        never from the other clips decoded alongside.
+        never from the other clips decoded alongside. `progress` (one callback or None per clip)
+        hears of each piece as its first decoding finishes, and of the whole clip at the end.
         """
         workers = self.model.model.num_workers
         cutters = [Cutter(c, workers=workers) for c in clips]
@@ -87,8 +92,9 @@ class SegmentedDecoder:
         ]
         jobs = [(i, p) for i, plan in enumerate(plans) for p in plan]
         with ThreadPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
-            run = _Run(self.model, cutters, languages, options, pool)
+            run = _Run(self.model, cutters, languages, options, pool, _Tally(cutters, progress))
             decoded = run.decode(jobs)
+            run.tally = None  # repairs re-decode audio already counted
             decoded = _repair(run, decoded)
         out = []
         for i, clip in enumerate(clips):
@@ -98,6 +104,8 @@ class SegmentedDecoder:
             if language is None or probability is None:
                 language, probability = run.detected.get(i, ("en", 1.0))
             out.append(EngineTranscript(segments, language, probability, _gap_warnings(cutters[i], pieces, segments)))
+            if progress is not None and progress[i] is not None:
+                progress[i](cutters[i].duration, cutters[i].duration)
         return out
 
     def _language(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str, float]:
@@ -112,8 +120,9 @@ class SegmentedDecoder:
 class _Run:
     """Pieces decoded with faster-whisper's own per-window decoding, spread over the workers."""
 
-    def __init__(self, model, cutters: list[Cutter], languages, options: TranscribeOptions, pool) -> None:
+    def __init__(self, model, cutters: list[Cutter], languages, options: TranscribeOptions, pool, tally: _Tally | None) -> None:
         self.model, self.cutters, self.languages, self.options, self.pool = model, cutters, languages, options, pool
+        self.tally = tally
         self.detected: dict[int, tuple[str, float]] = {}
 
     def decode(self, jobs: list[tuple[int, Piece]], temperatures: tuple[float, ...] | None = None) -> list[_Decoded]:
@@ -140,7 +149,26 @@ class _Run:
         out = tuple(fw_segment(s, 0, piece.start, piece.end) for s in segments if s.text.strip())
         if self.languages[clip][1] is None:
             self.detected[clip] = (info.language, float(info.language_probability))
+        if self.tally is not None:
+            self.tally.done(clip, piece)
         return _Decoded(clip, piece, out)
+
+
+class _Tally:
+    """Seconds of each clip decoded so far, told to the clip's progress callback (from any worker)."""
+
+    def __init__(self, cutters: list[Cutter], progress: Sequence[OnProgress | None] | None) -> None:
+        self.totals = [c.duration for c in cutters]
+        self.progress = list(progress) if progress is not None else [None] * len(cutters)
+        self.seconds = [0.0] * len(cutters)
+        self.lock = threading.Lock()
+
+    def done(self, clip: int, piece: Piece) -> None:
+        if self.progress[clip] is None:
+            return
+        with self.lock:  # held while telling, so that no worker reports an older count after a newer one
+            self.seconds[clip] += piece.duration
+            self.progress[clip](min(self.seconds[clip], self.totals[clip]), self.totals[clip])
 
 
 def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:

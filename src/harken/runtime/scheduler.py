@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harken.engines.base import Engine, SpeechEngine, TranscribeOptions
+from harken.engines.base import Engine, OnProgress, SpeechEngine, TranscribeOptions
 from harken.errors import QueueFullError
 
 __all__ = ["Scheduler", "BatchHook"]
@@ -36,6 +36,7 @@ class _Job:
     options: TranscribeOptions | None
     group: str | None  # jobs of one group may share an engine call; None never shares
     call: Callable[[], object] | None = None  # work that is not a transcription (chat)
+    progress: OnProgress | None = None
     future: Future = field(default_factory=Future)
 
 
@@ -118,7 +119,10 @@ class _Worker:
             elif live:
                 if self.owner.on_batch is not None:
                     self.owner.on_batch(self.name, len(live))
-                results = self.engine.transcribe_batch([j.samples for j in live], live[0].options)
+                progress = [j.progress for j in live]
+                results = self.engine.transcribe_batch(
+                    [j.samples for j in live], live[0].options, progress if any(progress) else None
+                )
                 for job, result in zip(live, results):
                     job.future.set_result(result)
         except BaseException as exc:  # handed to every caller; the worker itself carries on
@@ -162,9 +166,12 @@ class Scheduler:
     def incoming(self, name: str) -> int:
         return self._incoming.get(name, 0)
 
-    def submit(self, name: str, engine: SpeechEngine, samples: np.ndarray, options: TranscribeOptions) -> Future:
+    def submit(
+        self, name: str, engine: SpeechEngine, samples: np.ndarray, options: TranscribeOptions,
+        progress: OnProgress | None = None,
+    ) -> Future:
         """Queue one clip for `engine`; the Future yields an EngineTranscript."""
-        return self._worker(name, engine).submit(_Job(samples, options, options.cache_key()))
+        return self._worker(name, engine).submit(_Job(samples, options, options.cache_key(), progress=progress))
 
     def submit_call(self, name: str, engine: Engine, call: Callable[[], object]) -> Future:
         """Queue other work for `engine` (a chat turn) behind the same queue; never batched."""
