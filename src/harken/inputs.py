@@ -19,13 +19,13 @@ from typing import BinaryIO
 from harken.audio import AudioSource, RawAudio, read_audio
 from harken.errors import AudioNotFoundError
 
-__all__ = ["Input", "MEDIA_SUFFIXES", "expand", "fetch_url", "unique_stem"]
+__all__ = ["AUDIO_SUFFIXES", "Input", "MEDIA_SUFFIXES", "expand", "fetch_url", "unique_stem"]
 
-# What FFmpeg containers people keep speech in; video files carry their soundtrack.
-MEDIA_SUFFIXES = frozenset({
-    ".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".webm", ".aiff", ".aif", ".wma",
-    ".amr", ".mka", ".mp4", ".m4v", ".mov", ".mkv", ".avi", ".3gp",
-})
+# The audio files an evaluation folder's clips are (harken.evaluation.datasets).
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".webm", ".aiff", ".aif", ".mp4"})
+# What a folder given to `harken transcribe` or `harken batch` is searched for: every container
+# people keep speech in, video files included (they carry their soundtrack).
+MEDIA_SUFFIXES = AUDIO_SUFFIXES | {".oga", ".wma", ".amr", ".mka", ".m4v", ".mov", ".mkv", ".avi", ".3gp"}
 URL_TIMEOUT_S = 30.0
 
 

@@ -119,8 +119,7 @@ class WhisperEngine:
             decoded.append(fw_segment(s, len(decoded)))
             if progress is not None:
                 progress(min(s.end, total), total)
-        out = tuple(decoded)
-        return EngineTranscript(out, info.language, float(info.language_probability))
+        return EngineTranscript(tuple(decoded), info.language, float(info.language_probability))
 
 
 def resolve_device(device: str) -> str:

@@ -92,7 +92,8 @@ class SegmentedDecoder:
         ]
         jobs = [(i, p) for i, plan in enumerate(plans) for p in plan]
         with ThreadPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
-            run = _Run(self.model, cutters, languages, options, pool, _Tally(cutters, progress))
+            tally = _Tally(cutters, progress)
+            run = _Run(self.model, cutters, languages, options, pool, tally)
             decoded = run.decode(jobs)
             run.tally = None  # repairs re-decode audio already counted
             decoded = _repair(run, decoded)
@@ -104,8 +105,7 @@ class SegmentedDecoder:
             if language is None or probability is None:
                 language, probability = run.detected.get(i, ("en", 1.0))
             out.append(EngineTranscript(segments, language, probability, _gap_warnings(cutters[i], pieces, segments)))
-            if progress is not None and progress[i] is not None:
-                progress[i](cutters[i].duration, cutters[i].duration)
+            tally.finish(i)
         return out
 
     def _language(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str, float]:
@@ -169,6 +169,11 @@ class _Tally:
         with self.lock:  # held while telling, so that no worker reports an older count after a newer one
             self.seconds[clip] += piece.duration
             self.progress[clip](min(self.seconds[clip], self.totals[clip]), self.totals[clip])
+
+    def finish(self, clip: int) -> None:
+        """The whole clip is done, repairs included."""
+        if self.progress[clip] is not None:
+            self.progress[clip](self.totals[clip], self.totals[clip])
 
 
 def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:

@@ -24,10 +24,9 @@ from pathlib import Path
 
 from harken.errors import ForbiddenError, InvalidOptionError, PayloadTooLargeError
 from harken.files import PathGuard, describe_os_error
+from harken.inputs import AUDIO_SUFFIXES
 
 __all__ = ["Example", "Dataset", "load_dataset", "AUDIO_SUFFIXES"]
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".webm", ".aiff", ".aif", ".mp4"}
 
 
 @dataclass(frozen=True)
