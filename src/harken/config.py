@@ -95,6 +95,9 @@ class ServerSettings(BaseModel):
     auth_failures_per_minute: int = Field(
         10, ge=0, description="failed API-key attempts a client address may make per minute before it is refused (429); 0 is off",
     )
+    live_streams: int = Field(8, ge=1, description="live transcription streams (realtime sockets and Wyoming) open at once")
+    live_idle_s: float = Field(120.0, gt=0, description="a live stream that sends nothing for this long is closed")
+    wyoming_port: int | None = Field(None, ge=0, le=65535, description="also serve Home Assistant's Wyoming protocol on this TCP port")
 
     _split_dirs = field_validator("model_roots", mode="before")(_split_paths)
 

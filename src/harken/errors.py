@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlparse
 __all__ = [
     "HarkenError",
     "InvalidOptionError",
+    "EmptyCommitError",
     "AudioError",
     "AudioNotFoundError",
     "AudioDecodeError",
@@ -64,6 +65,12 @@ class HarkenError(Exception):
 
 class InvalidOptionError(HarkenError):
     code = "invalid_option"
+
+
+class EmptyCommitError(InvalidOptionError):
+    """A live stream committed (almost) no audio."""
+
+    code = "input_audio_buffer_commit_empty"
 
 
 class AudioError(HarkenError):

@@ -25,7 +25,7 @@ from harken.audio.isolation import make_decoder
 from harken.checks import installed_model, language_mismatch
 from harken.audio.encode import encode, encode_stream, get_speech_format
 from harken.config import Settings
-from harken.engines.base import Capability, EngineTranscript, OnProgress, TranscribeOptions
+from harken.engines.base import Capability, EngineTranscript, OnProgress, TranscribeOptions, Watch
 from harken.engines.piper import SpeakOptions
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart
 from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError, install_command
@@ -128,32 +128,49 @@ class Service:
 
     def transcribe(
         self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
-        on_progress: OnProgress | None = None, **options: Any,
+        on_progress: OnProgress | None = None, on_text: OnText | None = None, **options: Any,
     ) -> Transcript:
-        """Speech to text in the spoken language. Options are those of TranscribeOptions;
-        `on_progress(seconds_done, seconds_in_all)` is called from a worker as decoding goes on."""
-        return self._wait(self._begin(source, model, use_cache, TranscribeOptions.build(**options), on_progress))
+        """Speech to text in the spoken language. Options are those of TranscribeOptions.
+
+        Called from a worker as decoding goes on: `on_progress(seconds_done, seconds_in_all)`, and
+        `on_text(delta)` with text no later step will change; the deltas join to the result's text.
+        """
+        watch = Watch(on_progress, on_text)
+        return self._wait(self._begin(source, model, use_cache, TranscribeOptions.build(**options), watch))
 
     def translate(
         self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
-        on_progress: OnProgress | None = None, **options: Any,
+        on_progress: OnProgress | None = None, on_text: OnText | None = None, **options: Any,
     ) -> Transcript:
         """Speech in any language to English text."""
         opts = TranscribeOptions.build(**{**options, "task": "translate"})
-        return self._wait(self._begin(source, model, use_cache, opts, on_progress))
+        return self._wait(self._begin(source, model, use_cache, opts, Watch(on_progress, on_text)))
 
     async def transcribe_async(
-        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True, **options: Any
+        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
+        on_text: OnText | None = None, **options: Any,
     ) -> Transcript:
         """`transcribe` for an event loop: decoding in a thread, the engine in its worker."""
         opts = TranscribeOptions.build(**options)
-        return await self._wait_async(await self._begin_async(source, model, use_cache, opts))
+        return await self._wait_async(await self._begin_async(source, model, use_cache, opts, Watch(text=on_text)))
 
     async def translate_async(
-        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True, **options: Any
+        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
+        on_text: OnText | None = None, **options: Any,
     ) -> Transcript:
         opts = TranscribeOptions.build(**{**options, "task": "translate"})
-        return await self._wait_async(await self._begin_async(source, model, use_cache, opts))
+        return await self._wait_async(await self._begin_async(source, model, use_cache, opts, Watch(text=on_text)))
+
+    async def begin_transcript_async(
+        self, source: AudioSource | Audio, *, task: str = "transcribe", model: str | Path | None = None,
+        use_cache: bool = True, on_text: OnText | None = None, **options: Any,
+    ) -> asyncio.Future[Transcript]:
+        """Check, decode and queue a transcription (or translation) for a stream: every request
+        error is raised here, before any text. The returned future yields the Transcript;
+        cancelling it cancels the queued work."""
+        opts = TranscribeOptions.build(**{**options, "task": task})
+        begun = await self._begin_async(source, model, use_cache, opts, Watch(text=on_text))
+        return asyncio.ensure_future(self._wait_async(begun))
 
     def detect_language(self, source: AudioSource | Audio, *, model: str | Path | None = None) -> LanguageGuess:
         start = time.perf_counter()
@@ -335,7 +352,7 @@ class Service:
 
     def _begin(
         self, source: AudioSource | Audio, model: str | Path | None, use_cache: bool, options: TranscribeOptions,
-        on_progress: OnProgress | None = None,
+        watch: Watch | None = None,
     ) -> Transcript | _Pending:
         """Decode, look in the cache, and queue the engine work: a cached Transcript or a _Pending."""
         start = time.perf_counter()
@@ -351,6 +368,8 @@ class Service:
                 done = time.perf_counter()
                 cached = Transcript.from_dict(hit)
                 cached = replace(cached, warnings=notes + cached.warnings)
+                if watch is not None and watch.text is not None and cached.text:
+                    watch.text(cached.text)
                 return cached.with_timings(Timings(done - start, 0.0, done - start, cached.duration, cache_hit=True))
             audio = raw if isinstance(raw, Audio) else self.decode(raw)
             decoded = time.perf_counter()
@@ -360,7 +379,7 @@ class Service:
                 raise CapabilityError(
                     f"model {entry.name!r} cannot {options.task}; `harken models` lists the others", param="model"
                 )
-            future = self.scheduler.submit(entry.name, loaded.engine, audio.samples, options, on_progress)
+            future = self.scheduler.submit(entry.name, loaded.engine, audio.samples, options, watch)
         return _Pending(entry, audio, options, key, start, decoded, future, notes)
 
     def _translator(self, entry: ModelEntry, asked: str | Path | None) -> tuple[ModelEntry, tuple[TranscriptWarning, ...]]:

@@ -13,7 +13,10 @@ import numpy as np
 from harken.errors import InvalidOptionError
 from harken.results import Segment, TranscriptWarning
 
-__all__ = ["Capability", "Engine", "SpeechEngine", "TranscribeOptions", "EngineTranscript", "check_range"]
+__all__ = [
+    "Capability", "Engine", "SpeechEngine", "TranscribeOptions", "EngineTranscript", "check_range",
+    "OnProgress", "OnText", "Watch",
+]
 
 
 class Capability(Flag):
@@ -106,6 +109,19 @@ class Engine(Protocol):
 
 # Told, as a clip is decoded, how many of its seconds are done and how many it has in all.
 OnProgress = Callable[[float, float], None]
+OnText = Callable[[str], None]  # receives text deltas as an engine produces them
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What one caller hears while its clip is decoded, from a worker thread.
+
+    `progress(done_s, total_s)` as audio is decoded; `text(delta)` with text that is final, in
+    order: the deltas only ever append, and together they are exactly the transcript's text.
+    """
+
+    progress: OnProgress | None = None
+    text: OnText | None = None
 
 
 @runtime_checkable
@@ -113,10 +129,10 @@ class SpeechEngine(Engine, Protocol):
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineTranscript: ...
 
     def transcribe_batch(
-        self, clips: list[np.ndarray], options: TranscribeOptions, progress: Sequence[OnProgress | None] | None = None,
+        self, clips: list[np.ndarray], options: TranscribeOptions, watches: Sequence[Watch | None] | None = None,
     ) -> list[EngineTranscript]:
-        """Several clips in one call; an engine that does not batch loops over them. `progress`,
-        when given, holds one callback (or None) per clip."""
+        """Several clips in one call; an engine that does not batch loops over them. `watches`,
+        when given, holds one Watch (or None) per clip."""
         ...
 
     def detect_language(self, samples: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]: ...

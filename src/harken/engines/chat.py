@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from harken.engines.base import Engine, check_range
+from harken.engines.base import Engine, OnText, check_range
 
 __all__ = ["TextPart", "AudioPart", "ChatMessage", "ChatOptions", "EngineReply", "OnText", "ChatEngine"]
-
-OnText = Callable[[str], None]  # receives text deltas while an engine generates
-
 
 @dataclass(frozen=True)
 class TextPart:

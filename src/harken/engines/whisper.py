@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from harken.audio import SAMPLE_RATE
-from harken.engines.base import Capability, EngineTranscript, OnProgress, TranscribeOptions
+from harken.engines.base import Capability, EngineTranscript, TranscribeOptions, Watch
 from harken.errors import CapabilityError, ModelLoadError
 from harken.results import Segment, Word
 
@@ -70,20 +70,20 @@ class WhisperEngine:
         return self.transcribe_batch([samples], options)[0]
 
     def transcribe_batch(
-        self, clips: list[np.ndarray], options: TranscribeOptions, progress: Sequence[OnProgress | None] | None = None,
+        self, clips: list[np.ndarray], options: TranscribeOptions, watches: Sequence[Watch | None] | None = None,
     ) -> list[EngineTranscript]:
         """Several clips with the same options; the result for a clip does not depend on the others."""
-        progress = list(progress) if progress is not None else [None] * len(clips)
+        watches = list(watches) if watches is not None else [None] * len(clips)
         self._check(options)
         if options.seed is not None:
             import ctranslate2
 
             ctranslate2.set_random_seed(options.seed)
         if options.long_form == "sequential":
-            return [self._sequential(c, options, p) for c, p in zip(clips, progress)]
+            return [self._sequential(c, options, w or Watch()) for c, w in zip(clips, watches)]
         from harken.engines.whisper_longform import SegmentedDecoder
 
-        return SegmentedDecoder(self.model).transcribe_many(clips, options, progress)
+        return SegmentedDecoder(self.model).transcribe_many(clips, options, watches)
 
     def detect_language(self, samples: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]:
         if not self.multilingual:
@@ -101,7 +101,7 @@ class WhisperEngine:
             if options.language not in self.model.supported_languages:
                 raise CapabilityError(f"Whisper does not know language {options.language!r}", param="language")
 
-    def _sequential(self, samples: np.ndarray, options: TranscribeOptions, progress: OnProgress | None) -> EngineTranscript:
+    def _sequential(self, samples: np.ndarray, options: TranscribeOptions, watch: Watch) -> EngineTranscript:
         kwargs: dict[str, Any] = dict(
             language=options.language,
             task=options.task,
@@ -115,10 +115,14 @@ class WhisperEngine:
         segments, info = self.model.transcribe(samples, **kwargs)
         total = len(samples) / SAMPLE_RATE
         decoded: list[Segment] = []
+        said = False
         for s in segments:  # a generator: each segment is decoded as it is asked for
             decoded.append(fw_segment(s, len(decoded)))
-            if progress is not None:
-                progress(min(s.end, total), total)
+            if watch.progress is not None:
+                watch.progress(min(s.end, total), total)
+            if watch.text is not None and decoded[-1].text:
+                watch.text((" " if said else "") + decoded[-1].text)
+                said = True
         return EngineTranscript(tuple(decoded), info.language, float(info.language_probability))
 
 

@@ -12,7 +12,7 @@ decoding as a short clip. Then two checks, on every piece:
 
 - a piece that says a phrase again ("the most obvious? the most obvious?") is decoded again
   with faster-whisper's sampling fallback; the first answer without the repeat replaces it;
-- a piece of a long clip that yields far fewer words per second than the clip's median was
+- a piece of a long clip that yields far fewer words per second than the pieces around it was
   probably partly skipped: it is cut again at its shorter pauses and the sub-pieces are
   decoded; their text replaces the piece's when it holds clearly more words.
 """
@@ -23,14 +23,14 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from harken.audio import SAMPLE_RATE
 from harken.audio.segment import Cutter, Piece, true_runs
-from harken.engines.base import EngineTranscript, OnProgress, TranscribeOptions
+from harken.engines.base import EngineTranscript, OnProgress, OnText, TranscribeOptions, Watch
 from harken.engines.whisper import fw_segment
 from harken.results import Segment, TranscriptWarning
 
@@ -40,7 +40,11 @@ FULL_WINDOW_S = 30.0
 # Pieces end at every pause (the cutter's default): packed several utterances to a window,
 # Whisper skips a quiet one after a loud one (tests/test_segment.py), and no repair finds it.
 PIECE_MAX_S = 20.0
-LOW_RATE_RATIO = 0.8  # a piece this far under its clip's median word rate was partly skipped
+LOW_RATE_RATIO = 0.8  # a piece this far under the median word rate around it was partly skipped
+# The pieces on either side a piece's rate is judged against: about a minute of speech, so that
+# a recording whose speakers differ in pace is judged locally, and a stream can tell a piece's
+# text once these few neighbours are decoded (not the whole clip).
+RATE_NEIGHBOURS = 3
 MIN_RATE_CHECK_S = 4.0
 REPAIR_GAIN = 1.15  # sub-pieces replace a piece when they hold this many times its words
 COVER_MARGIN_S = 0.5  # Whisper's segment timestamps are this close to the speech they cover
@@ -73,15 +77,16 @@ class SegmentedDecoder:
         return self.transcribe_many([samples], options)[0]
 
     def transcribe_many(
-        self, clips: list[np.ndarray], options: TranscribeOptions, progress: Sequence[OnProgress | None] | None = None,
+        self, clips: list[np.ndarray], options: TranscribeOptions, watches: Sequence[Watch | None] | None = None,
     ) -> list[EngineTranscript]:
         """Transcribe several clips with one set of options, their pieces sharing the workers.
 
         Every decision (cuts, repairs) is taken per clip, from that clip's own pieces and rates,
-        never from the other clips decoded alongside. `progress` (one callback or None per clip)
-        hears of each piece as its first decoding finishes, and of the whole clip at the end.
+        never from the other clips decoded alongside. A clip's Watch hears of each piece as its
+        first decoding finishes (progress), and of its text as soon as no repair can change it.
         """
         workers = self.model.model.num_workers
+        watches = list(watches) if watches is not None else [None] * len(clips)
         cutters = [Cutter(c, workers=workers) for c in clips]
         plans = [c.pieces(max_len=PIECE_MAX_S) if c.duration > FULL_WINDOW_S else [Piece(0.0, c.duration)] for c in cutters]
         # A short clip lets faster-whisper detect its language as it always does; a long one is
@@ -91,11 +96,11 @@ class SegmentedDecoder:
             for clip, plan in zip(clips, plans)
         ]
         jobs = [(i, p) for i, plan in enumerate(plans) for p in plan]
+        texts = _Texts(plans, [w.text if w else None for w in watches])
         with ThreadPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
-            tally = _Tally(cutters, progress)
-            run = _Run(self.model, cutters, languages, options, pool, tally)
-            decoded = run.decode(jobs)
-            run.tally = None  # repairs re-decode audio already counted
+            tally = _Tally(cutters, [w.progress if w else None for w in watches])
+            run = _Run(self.model, cutters, languages, options, pool)
+            decoded = run.decode(jobs, first=True, tally=tally, texts=texts)
             decoded = _repair(run, decoded)
         out = []
         for i, clip in enumerate(clips):
@@ -105,6 +110,7 @@ class SegmentedDecoder:
             if language is None or probability is None:
                 language, probability = run.detected.get(i, ("en", 1.0))
             out.append(EngineTranscript(segments, language, probability, _gap_warnings(cutters[i], pieces, segments)))
+            texts.finish(i, segments)
             tally.finish(i)
         return out
 
@@ -120,18 +126,39 @@ class SegmentedDecoder:
 class _Run:
     """Pieces decoded with faster-whisper's own per-window decoding, spread over the workers."""
 
-    def __init__(self, model, cutters: list[Cutter], languages, options: TranscribeOptions, pool, tally: _Tally | None) -> None:
+    def __init__(self, model, cutters: list[Cutter], languages, options: TranscribeOptions, pool) -> None:
         self.model, self.cutters, self.languages, self.options, self.pool = model, cutters, languages, options, pool
-        self.tally = tally
         self.detected: dict[int, tuple[str, float]] = {}
 
-    def decode(self, jobs: list[tuple[int, Piece]], temperatures: tuple[float, ...] | None = None) -> list[_Decoded]:
-        # Longest pieces first, so the workers finish together.
-        order = sorted(range(len(jobs)), key=lambda k: -jobs[k][1].duration)
-        results = dict(zip(order, self.pool.map(lambda k: self._one(*jobs[k], temperatures), order)))
+    def decode(
+        self, jobs: list[tuple[int, Piece]], *, first: bool = False, tally: _Tally | None = None,
+        texts: _Texts | None = None,
+    ) -> list[_Decoded]:
+        """Decode pieces; in the `first` round a piece that repeats a phrase is sampled again at once."""
+        if texts is not None and texts.listening:
+            order = list(range(len(jobs)))  # in time order: text is told in order, so the start comes first
+        else:  # longest pieces first, so the workers finish together
+            order = sorted(range(len(jobs)), key=lambda k: -jobs[k][1].duration)
+        futures = {self.pool.submit(self._one, *jobs[k], first, tally): k for k in order}
+        results: dict[int, _Decoded] = {}
+        for future in as_completed(futures):
+            k = futures[future]
+            results[k] = future.result()
+            if texts is not None:
+                texts.arrived(k, results[k])
         return [results[k] for k in range(len(jobs))]
 
-    def _one(self, clip: int, piece: Piece, temperatures: tuple[float, ...] | None) -> _Decoded:
+    def _one(self, clip: int, piece: Piece, first: bool, tally: _Tally | None) -> _Decoded:
+        decoded = self._decode(clip, piece, None)
+        if tally is not None:
+            tally.done(clip, piece)
+        if first and self.options.temperature == 0.0 and repeated_phrase(decoded.text):
+            again = self._decode(clip, piece, FALLBACK_TEMPERATURES[1:])
+            if again.text and not repeated_phrase(again.text):
+                return again
+        return decoded
+
+    def _decode(self, clip: int, piece: Piece, temperatures: tuple[float, ...] | None) -> _Decoded:
         opts = self.options
         if temperatures is None:
             temperatures = FALLBACK_TEMPERATURES if opts.temperature == 0.0 else (opts.temperature,)
@@ -149,17 +176,15 @@ class _Run:
         out = tuple(fw_segment(s, 0, piece.start, piece.end) for s in segments if s.text.strip())
         if self.languages[clip][1] is None:
             self.detected[clip] = (info.language, float(info.language_probability))
-        if self.tally is not None:
-            self.tally.done(clip, piece)
         return _Decoded(clip, piece, out)
 
 
 class _Tally:
     """Seconds of each clip decoded so far, told to the clip's progress callback (from any worker)."""
 
-    def __init__(self, cutters: list[Cutter], progress: Sequence[OnProgress | None] | None) -> None:
+    def __init__(self, cutters: list[Cutter], progress: Sequence[OnProgress | None]) -> None:
         self.totals = [c.duration for c in cutters]
-        self.progress = list(progress) if progress is not None else [None] * len(cutters)
+        self.progress = list(progress)
         self.seconds = [0.0] * len(cutters)
         self.lock = threading.Lock()
 
@@ -176,15 +201,60 @@ class _Tally:
             self.progress[clip](self.totals[clip], self.totals[clip])
 
 
+class _Texts:
+    """Each clip's text told in order, a piece at a time, as soon as the repairs cannot change it.
+
+    The repeat repair happens while a piece is decoded, so what remains open is the slow-piece
+    repair, which compares a piece with its RATE_NEIGHBOURS on either side: once they are
+    decoded too, a piece that is not slow is final. So what is told early is exactly what the
+    finished transcript says.
+    """
+
+    def __init__(self, plans: list[list[Piece]], listeners: Sequence[OnText | None]) -> None:
+        self.listeners = list(listeners)
+        self.listening = any(self.listeners)
+        self.first: list[int] = []  # where each clip's pieces start among the jobs
+        at = 0
+        for plan in plans:
+            self.first.append(at)
+            at += len(plan)
+        self.sizes = [len(plan) for plan in plans]
+        self.decoded: list[dict[int, _Decoded]] = [{} for _ in plans]
+        self.next = [0] * len(plans)  # each clip's first piece not yet told
+        self.told = [""] * len(plans)
+
+    def arrived(self, job: int, d: _Decoded) -> None:
+        clip = d.clip
+        if self.listeners[clip] is None:
+            return
+        have = self.decoded[clip]
+        have[job - self.first[clip]] = d
+        while (n := self.next[clip]) < self.sizes[clip]:
+            needed = range(min(self.sizes[clip], n + RATE_NEIGHBOURS + 1))
+            if any(k not in have for k in needed) or _slow([have[k] for k in needed], n):
+                return  # wait for the neighbours, or for the repair round
+            self._tell(clip, have[n].text)
+            self.next[clip] += 1
+
+    def finish(self, clip: int, segments: tuple[Segment, ...]) -> None:
+        """The rest of the clip's text once every repair is done."""
+        if self.listeners[clip] is None:
+            return
+        text = " ".join(s.text for s in segments if s.text)
+        rest = text[len(self.told[clip]):]
+        if rest:
+            self.listeners[clip](rest)
+        self.told[clip] = text
+
+    def _tell(self, clip: int, text: str) -> None:
+        if text:
+            delta = (" " if self.told[clip] else "") + text
+            self.listeners[clip](delta)
+            self.told[clip] += delta
+
+
 def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
-    """Pieces that repeat a phrase are sampled again; partly skipped pieces are split and decoded again."""
-    repeating = [i for i, d in enumerate(decoded) if repeated_phrase(d.text)]
-    if repeating and run.options.temperature == 0.0:
-        again = run.decode([(decoded[i].clip, decoded[i].piece) for i in repeating], FALLBACK_TEMPERATURES[1:])
-        decoded = list(decoded)
-        for i, d in zip(repeating, again):
-            if d.text and not repeated_phrase(d.text):
-                decoded[i] = d
+    """Partly skipped pieces are split and decoded again (repeats were re-decoded in the first round)."""
     parts: list[tuple[int, Piece]] = []
     owner: list[int] = []
     for i in _slow_pieces(decoded):
@@ -215,22 +285,29 @@ def _replace(decoded: list[_Decoded], owner: list[int], subs: list[_Decoded]) ->
 
 
 def _slow_pieces(decoded: list[_Decoded]) -> list[int]:
-    """Pieces of a long clip with a word rate well below that clip's median: probably partly skipped.
+    """Pieces of a long clip with a word rate well below that of the pieces around them: probably partly skipped.
 
     Whisper's segment timestamps do not show a skip (it stretches the next segment over the
     skipped speech), but the word rate does.
     """
-    rates: dict[int, list[float]] = defaultdict(list)
-    for d in decoded:
-        if d.text and d.piece.duration >= 2.0:
-            rates[d.clip].append(d.word_count / d.piece.duration)
-    floors = {clip: LOW_RATE_RATIO * float(np.median(r)) for clip, r in rates.items() if len(r) >= 3}
+    by_clip: dict[int, list[int]] = defaultdict(list)
+    for i, d in enumerate(decoded):
+        by_clip[d.clip].append(i)
     return [
-        i for i, d in enumerate(decoded)
-        if d.clip in floors
-        and d.piece.duration >= MIN_RATE_CHECK_S
-        and d.word_count / d.piece.duration < floors[d.clip]
+        index for indices in by_clip.values() for k, index in enumerate(indices)
+        if _slow([decoded[i] for i in indices], k)
     ]
+
+
+def _slow(pieces: list[_Decoded], k: int) -> bool:
+    """Whether piece `k` of one clip's pieces (in time order) is far under the median word rate
+    of the pieces up to RATE_NEIGHBOURS away (itself included; at least three with words)."""
+    d = pieces[k]
+    if d.piece.duration < MIN_RATE_CHECK_S:
+        return False
+    near = pieces[max(0, k - RATE_NEIGHBOURS) : k + RATE_NEIGHBOURS + 1]
+    rates = [x.word_count / x.piece.duration for x in near if x.text and x.piece.duration >= 2.0]
+    return len(rates) >= 3 and d.word_count / d.piece.duration < LOW_RATE_RATIO * float(np.median(rates))
 
 
 def _gap_warnings(cutter: Cutter, pieces: list[_Decoded], segments: tuple[Segment, ...]) -> tuple[TranscriptWarning, ...]:

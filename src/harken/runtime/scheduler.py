@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harken.engines.base import Engine, OnProgress, SpeechEngine, TranscribeOptions
+from harken.engines.base import Engine, SpeechEngine, TranscribeOptions, Watch
 from harken.errors import QueueFullError
 
 __all__ = ["Scheduler", "BatchHook"]
@@ -36,7 +36,7 @@ class _Job:
     options: TranscribeOptions | None
     group: str | None  # jobs of one group may share an engine call; None never shares
     call: Callable[[], object] | None = None  # work that is not a transcription (chat)
-    progress: OnProgress | None = None
+    watch: Watch | None = None
     future: Future = field(default_factory=Future)
 
 
@@ -119,9 +119,9 @@ class _Worker:
             elif live:
                 if self.owner.on_batch is not None:
                     self.owner.on_batch(self.name, len(live))
-                progress = [j.progress for j in live]
+                watches = [j.watch for j in live]
                 results = self.engine.transcribe_batch(
-                    [j.samples for j in live], live[0].options, progress if any(progress) else None
+                    [j.samples for j in live], live[0].options, watches if any(watches) else None
                 )
                 for job, result in zip(live, results):
                     job.future.set_result(result)
@@ -168,10 +168,10 @@ class Scheduler:
 
     def submit(
         self, name: str, engine: SpeechEngine, samples: np.ndarray, options: TranscribeOptions,
-        progress: OnProgress | None = None,
+        watch: Watch | None = None,
     ) -> Future:
         """Queue one clip for `engine`; the Future yields an EngineTranscript."""
-        return self._worker(name, engine).submit(_Job(samples, options, options.cache_key(), progress=progress))
+        return self._worker(name, engine).submit(_Job(samples, options, options.cache_key(), watch=watch))
 
     def submit_call(self, name: str, engine: Engine, call: Callable[[], object]) -> Future:
         """Queue other work for `engine` (a chat turn) behind the same queue; never batched."""

@@ -19,7 +19,7 @@ from harken import __version__
 from harken.config import Settings
 from harken.errors import HarkenError
 from harken.runtime.memory import trim
-from harken.server import chat_routes, jobs_routes, native_routes, openai_routes, speech_routes
+from harken.server import chat_routes, jobs_routes, native_routes, openai_routes, realtime_routes, speech_routes
 from harken.server.errors import ERROR_RESPONSES, CatchAll, install_error_handlers
 from harken.server.media import MediaPolicy
 from harken.server.observe import AuditLog, Metrics, ObserveMiddleware
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.harken = state
     install_error_handlers(app)
     app.include_router(openai_routes.router)
+    app.include_router(realtime_routes.router)
     app.include_router(chat_routes.router)
     app.include_router(speech_routes.router)
     app.include_router(jobs_routes.router)

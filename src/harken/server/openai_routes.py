@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
@@ -10,11 +11,11 @@ from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from harken.errors import InvalidOptionError
+from harken.errors import HarkenError, InvalidOptionError, RequestTimeoutError
 from harken.formats import WRITERS, openai_json, verbose_json
 from harken.registry import ModelInfo
 from harken.results import Transcript
-from harken.server.errors import error_responses
+from harken.server.errors import envelope, error_responses
 from harken.server.state import ClientGone, state_of
 
 __all__ = ["router"]
@@ -57,7 +58,7 @@ async def transcriptions(
         list[str] | None,
         Form(alias="timestamp_granularities[]", description="with verbose_json: word and/or segment", examples=[["word", "segment"]]),
     ] = None,
-    stream: Annotated[bool, Form(description="answer as server-sent transcript.text events")] = False,
+    stream: Annotated[bool, Form(description="answer as server-sent transcript.text events, each piece as it is decoded")] = False,
 ) -> Response:
     granularities = set(timestamp_granularities or [])
     if bad := granularities - {"word", "segment"}:
@@ -70,7 +71,8 @@ async def transcriptions(
 
 @router.post(
     "/audio/translations", summary="Translate audio to English text (OpenAI)",
-    responses={200: _TRANSCRIPT_200, **_SPEECH_TO_TEXT_ERRORS},
+    responses={200: {**_TRANSCRIPT_200, "content": {**_TRANSCRIPT_200["content"], "text/event-stream": _EVENTS}},
+               **_SPEECH_TO_TEXT_ERRORS},
 )
 async def translations(
     request: Request,
@@ -79,9 +81,10 @@ async def translations(
     prompt: Annotated[str | None, _Prompt] = None,
     response_format: Annotated[ResponseFormat, Form(examples=["json"])] = "json",
     temperature: Annotated[float, _Temperature] = 0.0,
+    stream: Annotated[bool, Form(description="answer as server-sent transcript.text events, each piece as it is decoded")] = False,
 ) -> Response:
     return await _speech_to_text(
-        request, "translate", file, model, response_format, False, set(), initial_prompt=prompt, temperature=temperature
+        request, "translate", file, model, response_format, stream, set(), initial_prompt=prompt, temperature=temperature
     )
 
 
@@ -148,14 +151,14 @@ async def _speech_to_text(
 ) -> Response:
     state = state_of(request)
     source = await state.read_upload(upload)
+    if stream:
+        return await _stream(request, task, source, model, options)
     work = state.service.translate_async if task == "translate" else state.service.transcribe_async
     try:
         transcript = await state.run(request, work(source, model=model, **options))
     except ClientGone:
         return Response(status_code=499)
     headers = state.record(request, transcript)
-    if stream:
-        return StreamingResponse(_events(transcript), media_type="text/event-stream", headers=headers)
     if response_format == "json":
         return JSONResponse(openai_json(transcript), headers=headers)
     if response_format == "verbose_json":
@@ -169,12 +172,53 @@ async def _speech_to_text(
     return PlainTextResponse(writer.render(transcript), media_type=writer.media_type, headers=headers)
 
 
-async def _events(t: Transcript) -> AsyncIterator[str]:
-    """OpenAI's transcription stream: a `transcript.text.delta` per segment, then `done`."""
-    for i, segment in enumerate(s for s in t.segments if s.text):
-        delta = segment.text if i == 0 else " " + segment.text
-        yield _sse({"type": "transcript.text.delta", "delta": delta})
-    yield _sse({"type": "transcript.text.done", "text": t.text})
+async def _stream(request: Request, task: str, source, model: str | None, options: dict) -> Response:
+    """OpenAI's transcription stream: `transcript.text.delta` events as pieces are decoded, in
+    order and never taken back, then `transcript.text.done` with the whole text."""
+    state = state_of(request)
+    loop = asyncio.get_running_loop()
+    deltas: asyncio.Queue[str] = asyncio.Queue()
+    # Request errors (bad option, unknown model, audio that does not decode) surface here, as a
+    # normal error response, before the stream starts.
+    answer = await state.service.begin_transcript_async(
+        source, task=task, model=model, on_text=lambda d: loop.call_soon_threadsafe(deltas.put_nowait, d), **options
+    )
+    deadline = loop.time() + state.settings.server.request_timeout_s
+
+    async def events() -> AsyncIterator[str]:
+        told = ""
+        try:
+            while True:
+                getter = asyncio.ensure_future(deltas.get())
+                done, _ = await asyncio.wait({getter, answer}, timeout=max(0.0, deadline - loop.time()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    told += getter.result()
+                    yield _sse({"type": "transcript.text.delta", "delta": getter.result()})
+                    continue
+                getter.cancel()
+                break
+            while not deltas.empty():  # told before the result was set: already queued
+                delta = deltas.get_nowait()
+                told += delta
+                yield _sse({"type": "transcript.text.delta", "delta": delta})
+            if not answer.done():
+                raise RequestTimeoutError(
+                    f"request took longer than {state.settings.server.request_timeout_s:g} s and was stopped"
+                )
+            transcript = answer.result()
+            state.record(request, transcript)
+            if transcript.text.startswith(told) and transcript.text != told:
+                yield _sse({"type": "transcript.text.delta", "delta": transcript.text[len(told):]})
+            yield _sse({"type": "transcript.text.done", "text": transcript.text,
+                        "usage": {"type": "duration", "seconds": round(transcript.duration, 3)}})
+        except HarkenError as exc:  # after the stream started, an error is the stream's last event
+            yield _sse(envelope(exc.message, exc.type, exc.code, exc.param))
+        finally:
+            if not answer.done():  # the client went away mid-stream
+                answer.cancel()
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 def _sse(event: dict) -> str:

@@ -136,6 +136,9 @@ class SecurityMiddleware:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -148,6 +151,21 @@ class SecurityMiddleware:
         if audit is not None:
             audit.key_id = who if who.startswith("key-") else None
         await self.app(scope, self._capped(receive), send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same keys and rate limit for a socket, checked before the handshake completes."""
+        try:
+            self._admit(scope)
+        except HarkenError as exc:
+            message = await receive()  # websocket.connect
+            if message["type"] != "websocket.connect":
+                return
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await _refuse(send, exc, prefix="websocket.")
+            else:  # a server without denial responses answers a plain 403
+                await send({"type": "websocket.close", "code": 1008, "reason": exc.message[:120]})
+            return
+        await self.app(scope, receive, send)
 
     def _admit(self, scope: Scope) -> str:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -193,7 +211,7 @@ def _client(scope: Scope) -> str:
     return f"ip-{client[0]}" if client else "ip-unknown"
 
 
-async def _refuse(send: Send, exc: HarkenError) -> None:
+async def _refuse(send: Send, exc: HarkenError, prefix: str = "") -> None:
     body = json.dumps(envelope(exc.message, exc.type, exc.code, exc.param)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if isinstance(exc, AuthenticationError):
@@ -201,5 +219,5 @@ async def _refuse(send: Send, exc: HarkenError) -> None:
     retry = getattr(exc, "retry_after", None)
     if retry is not None:
         headers.append((b"retry-after", str(max(1, int(retry + 0.999))).encode()))
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": prefix + "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": prefix + "http.response.body", "body": body})

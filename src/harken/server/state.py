@@ -38,6 +38,7 @@ class ServerState:
     jobs: Any = None  # a batch.jobs.JobManager, started with the app
     ready: bool = False
     load_error: str | None = None  # why the default model did not load, when it did not
+    live_streams: int = 0  # realtime sockets and Wyoming clients open now
 
     async def run(self, request: Request, work: Awaitable[T]) -> T:
         """Await `work` under the request time limit, cancelling it if the client disconnects."""
