@@ -27,6 +27,9 @@ _EXPORTS = {
     "TranscribeOptions": "harken.engines.base",
     "Transcript": "harken.results",
     "Word": "harken.results",
+    "LiveOptions": "harken.live",
+    "TurnDetection": "harken.live",
+    "listen": "harken.live",
     "evaluate": "harken.evaluation",
     "evaluate_folder": "harken.evaluation",
     "load_audio": "harken.audio",
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from harken.config import Settings
     from harken.engines.base import TranscribeOptions
     from harken.errors import HarkenError
+    from harken.live import LiveOptions, TurnDetection, listen
     from harken.evaluation import EvalReport, evaluate, evaluate_folder
     from harken.results import LanguageGuess, Segment, Timings, Transcript, Word
     from harken.service import Service

@@ -122,6 +122,33 @@ def transcribe(
 
 
 @app.command()
+def listen(
+    source: Annotated[str, typer.Argument(
+        metavar="FILE", show_default=False,
+        help="An audio file, or - for raw 16-bit PCM or WAV on stdin (arecord -f S16_LE -r 16000 | harken listen -).",
+    )],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, alias or model directory.")] = None,
+    language: Annotated[Optional[str], typer.Option("--language", "-l", help="Spoken language code; detected when omitted.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="text (partials rewritten in place on a terminal) or jsonl (every event).")] = "text",
+    realtime: Annotated[bool, typer.Option("--realtime", help="Send a file at real-time pace, as a live source would.")] = False,
+    rate: Annotated[int, typer.Option(help="Sample rate of raw PCM on stdin (a WAV header overrides it).")] = 16000,
+    silence_ms: Annotated[int, typer.Option(help="Silence that ends an utterance, in ms.")] = 500,
+    threshold: Annotated[float, typer.Option(help="Speech probability that starts an utterance (0-1).")] = 0.5,
+    prompt: Annotated[Optional[str], typer.Option(help="Initial prompt (spellings, context).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Transcribe as the audio arrives: utterances cut at pauses, partial text while speaking."""
+    from harken.listen import run
+    from harken.live import LiveOptions, TurnDetection
+
+    options = LiveOptions(model=model, language=language, prompt=prompt,
+                          turn_detection=TurnDetection(threshold=threshold, silence_duration_ms=silence_ms))
+    service = Service(Settings.load(config))
+    if run(service, source, options, fmt=fmt, realtime=realtime, rate=rate):
+        raise typer.Exit(1)
+
+
+@app.command()
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     config: ConfigOpt = None,

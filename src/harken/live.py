@@ -8,11 +8,11 @@ Service's per-model scheduler, so several streams share its workers and batching
   without, the caller commits.
 - Partials: while an item is open its audio is decoded again (greedy, the whole item, which is
   at most one 30 s window) every PARTIAL_EVERY_S of new audio; words on which two decodes in a
-  row agree are told as a delta. Deltas only ever append. A partial is skipped while the
+  row agree (case and punctuation aside) are told as a delta. Deltas only ever append. A partial is skipped while the
   model's queue holds other work, so under load finals go first and partials thin out.
 - Finals: one decode of the whole item with the segmented path's rules (beam search,
-  temperature fallback, repeat repair). It is the transcript; when it continues the deltas
-  told, the rest is told as a last delta.
+  temperature fallback, repeat repair). It is the transcript; when its first words are those
+  the deltas told, its other words are told as a last delta, so the deltas hold every word.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ __all__ = [
 
 PARTIAL_EVERY_S = 1.0
 MAX_ITEM_S = 30.0  # an item this long is committed even without a pause: one Whisper window
+CONTEXT_CHARS = 200  # of earlier items' text, given to the decoder as its prompt
 _MIN_ITEM_S = 0.1  # a commit of less audio than this is refused (OpenAI's rule)
 
 
@@ -131,9 +132,12 @@ class LiveSession:
         self.kept_from = 0  # the sample index self.audio starts at
         self.item: str | None = None  # the open item, once speech started (or audio came, without VAD)
         self.previous: str | None = None
-        self.told = ""
+        self.told = ""  # the open item's text told as deltas
+        self.told_words = 0
         self.last_words: list[str] | None = None
         self.partial_at = 0  # samples in the item at the last partial decode
+        self.working = False  # handling commands or decoding
+        self.said: list[str] = []  # the final text of the session's items
         self.thread = threading.Thread(target=self._loop, name="harken-live", daemon=True)
         self.thread.start()
 
@@ -155,9 +159,16 @@ class LiveSession:
 
     # --- the session's thread ------------------------------------------------------------------
 
+    @property
+    def idle(self) -> bool:
+        """Nothing to do and nothing being done."""
+        return not self.working and self.commands.empty()
+
     def _loop(self) -> None:
         while True:
+            self.working = False
             batch = [self.commands.get()]
+            self.working = True
             while True:  # everything that came meanwhile, so a slow decode never falls behind
                 try:
                     batch.append(self.commands.get_nowait())
@@ -233,14 +244,24 @@ class LiveSession:
         try:
             transcript = self.service.transcribe(
                 Audio(samples, item, SAMPLE_RATE, 1, "pcm"), model=self.entry.name, use_cache=False,
-                language=self.options.language, initial_prompt=self.options.prompt,
+                language=self.options.language, initial_prompt=self._context(),
             )
         except HarkenError as exc:
             self.emit(Failed(item, exc))
             return
-        if transcript.text.startswith(told) and transcript.text != told:
-            self.emit(TextDelta(item, transcript.text[len(told):]))
+        self.said.append(transcript.text)
+        final = transcript.text.split()
+        if _agreed(told.split(), final) == len(told.split()) and len(final) > len(told.split()):
+            rest = " ".join(final[len(told.split()):])  # the deltas then hold every word of the final
+            self.emit(TextDelta(item, (" " if told else "") + rest))
         self.emit(Completed(item, transcript))
+
+    def _context(self) -> str | None:
+        """The caller's prompt and the last items' text: an utterance cut from the speech around
+        it is decoded as Whisper decodes a window of a long recording, after the text before it."""
+        before = " ".join(self.said)[-CONTEXT_CHARS:].lstrip()
+        joined = " ".join(t for t in (self.options.prompt, before) if t)
+        return joined or None
 
     def _reset(self, keep_from: int | None = None) -> None:
         """Forget the open item; audio after `keep_from` (the part of a chunk past a turn's end) stays."""
@@ -248,7 +269,7 @@ class LiveSession:
         joined = np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
         self.audio = [joined[max(0, keep - self.kept_from) :]]
         self.kept_from = keep
-        self.item, self.told, self.last_words, self.partial_at = None, "", None, 0
+        self.item, self.told, self.told_words, self.last_words, self.partial_at = None, "", 0, None, 0
 
     def _partial(self) -> None:
         """Decode the open item again and tell the words two decodes in a row agree on."""
@@ -264,27 +285,34 @@ class LiveSession:
         try:
             text = self.service.transcribe(
                 Audio(samples, self.item, SAMPLE_RATE, 1, "pcm"), model=self.entry.name, use_cache=False,
-                beam_size=1, language=self.options.language, initial_prompt=self.options.prompt,
+                beam_size=1, language=self.options.language, initial_prompt=self._context(),
             ).text
         except HarkenError:
             return  # a partial is a preview; the final says what went wrong
         words = text.split()
         if self.last_words is not None:
-            agreed = _common_prefix(self.last_words, words)
-            stable = " ".join(agreed)
-            if len(stable) > len(self.told) and stable.startswith(self.told):
-                self.emit(TextDelta(self.item, stable[len(self.told):]))
-                self.told = stable
+            # Agreement ignores case and punctuation ("in" then "in,"), which move as words follow.
+            agreed = _agreed(self.last_words, words)
+            if agreed > self.told_words:
+                delta = " ".join(words[self.told_words : agreed])
+                self.emit(TextDelta(self.item, (" " if self.told else "") + delta))
+                self.told += (" " if self.told else "") + delta
+                self.told_words = agreed
         self.last_words = words
 
 
-def _common_prefix(a: list[str], b: list[str]) -> list[str]:
-    out = []
+def _agreed(a: list[str], b: list[str]) -> int:
+    """How many leading words two decodes share."""
+    n = 0
     for x, y in zip(a, b):
-        if x != y:
+        if _plain(x) != _plain(y):
             break
-        out.append(x)
-    return out
+        n += 1
+    return n
+
+
+def _plain(word: str) -> str:
+    return "".join(c for c in word.lower() if c.isalnum())
 
 
 def _ms(samples: int) -> int:

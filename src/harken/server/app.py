@@ -50,9 +50,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service.decoder.start()  # the decoder host imports while the default model loads
         loading = asyncio.create_task(_load_default(state))
         trimming = asyncio.create_task(_trim_memory())
+        wyoming = None
+        if settings.server.wyoming_port is not None:
+            from harken.server.wyoming import WyomingServer
+
+            wyoming = WyomingServer(state, settings.server.host, settings.server.wyoming_port)
+            await wyoming.start()
+            app.state.wyoming = wyoming
         yield
         loading.cancel()
         trimming.cancel()
+        if wyoming is not None:
+            await wyoming.stop()  # its connections end; open utterances are dropped
         # uvicorn has stopped taking requests and waited for open ones; jobs pause (they resume
         # on the next start), then queued work finishes.
         await asyncio.to_thread(state.jobs.close)

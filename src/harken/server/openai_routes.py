@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from harken.errors import HarkenError, InvalidOptionError, RequestTimeoutError
 from harken.formats import WRITERS, openai_json, verbose_json
 from harken.registry import ModelInfo
-from harken.results import Transcript
 from harken.server.errors import envelope, error_responses
 from harken.server.state import ClientGone, state_of
 

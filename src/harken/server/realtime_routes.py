@@ -23,7 +23,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from harken.audio.pcm import Encoding, PcmStream
 from harken.errors import HarkenError, InvalidOptionError
 from harken.live import (
-    Committed, Completed, Failed, LiveEvent, LiveOptions, LiveSession, SpeechStarted, SpeechStopped, TextDelta,
+    Committed, Completed, LiveEvent, LiveOptions, LiveSession, SpeechStarted, SpeechStopped, TextDelta,
     TurnDetection,
 )
 from harken.server.errors import envelope
@@ -103,23 +103,39 @@ class _Connection:
 
     async def _receive(self) -> None:
         idle = self.state.settings.server.live_idle_s
-        while True:
-            try:
-                message = await asyncio.wait_for(self.ws.receive(), timeout=idle)
-            except asyncio.TimeoutError:
-                await _close(self.ws, _CLOSE_POLICY, f"no events for {idle:g} s; closing the idle session")
-                return
-            except WebSocketDisconnect:
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("text") is None:
-                await _close(self.ws, _CLOSE_POLICY, "client events are JSON text frames, not binary")
-                return
-            try:
-                await self._handle(message["text"])
-            except HarkenError as exc:
-                await self._send(_error_event(exc))
+        receiving = asyncio.ensure_future(self.ws.receive())
+        try:
+            while True:
+                quiet_since = self.loop.time()
+                while not receiving.done():
+                    await asyncio.wait({receiving}, timeout=min(1.0, idle))
+                    if self.session is not None and not self.session.idle:
+                        quiet_since = self.loop.time()  # still transcribing what was sent: not idle
+                    elif not receiving.done() and self.loop.time() - quiet_since >= idle:
+                        await _close(self.ws, _CLOSE_POLICY, f"no events for {idle:g} s; closing the idle session")
+                        return
+                try:
+                    message = receiving.result()
+                except WebSocketDisconnect:
+                    return
+                if not await self._message(message):
+                    return
+                receiving = asyncio.ensure_future(self.ws.receive())
+        finally:
+            receiving.cancel()
+
+    async def _message(self, message: dict) -> bool:
+        """Handle one frame; False when the socket is done."""
+        if message["type"] == "websocket.disconnect":
+            return False
+        if message.get("text") is None:
+            await _close(self.ws, _CLOSE_POLICY, "client events are JSON text frames, not binary")
+            return False
+        try:
+            await self._handle(message["text"])
+        except HarkenError as exc:
+            await self._send(_error_event(exc))
+        return True
 
     async def _handle(self, text: str) -> None:
         try:
