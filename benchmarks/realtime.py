@@ -49,6 +49,7 @@ import soxr  # noqa: E402
 from harken import Service, Settings  # noqa: E402
 from harken.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from harken.audio.encode import encode, get_speech_format  # noqa: E402
+from harken.server import create_app  # noqa: E402
 from tests.live_server import live_server  # noqa: E402
 from tests.wer import wer  # noqa: E402
 
@@ -246,6 +247,14 @@ def file_stream(url: str, wav: bytes) -> tuple[float, float, str, int]:
     return first, done, text, deltas
 
 
+def wait_idle(state, timeout: float = 300.0) -> float:
+    """Seconds until the server has no live stream open (a closed socket's session has ended)."""
+    start = time.perf_counter()
+    while state.live_streams > 0 and time.perf_counter() - start < timeout:
+        time.sleep(0.05)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -282,16 +291,19 @@ def main() -> None:
     print(f"offline transcription of the {len(clips)} clips ({sum(durations):.0f} s): {offline_s:.1f} s; "
           f"its WER against the references: {wer([' '.join(refs)], [' '.join(offline)]):.3f}\n")
 
-    rows, errors_seen, best = [], [], 0
-    with live_server(settings) as url:
+    errors_seen, best = [], 0
+    app = create_app(settings)
+    state = app.state.harken
+    with live_server(settings, app) as url:
         # Warm-up: one clip through a socket, unpaced, so the first level pays no first-call costs.
         warm = Stream([0], audio=pcm[0])
         asyncio.run(run_level(url, [warm], args.grace, paced=False))
+        wait_idle(state)
         if warm.errors or not warm.text():
             print(f"warm-up stream: no transcript ({warm.errors or 'no errors'})")
 
         header = (f"{'streams':>7}{'utts':>6}{'final p50':>11}{'p95 ms':>8}{'1st part p50':>14}{'p95 ms':>8}"
-                  f"{'partial':>9}{'WER/offl':>10}{'WER/ref':>9}{'lag max s':>11}{'keep up':>9}{'late ms':>9}{'errors':>8}")
+                  f"{'partial':>9}{'WER/offl':>10}{'WER/ref':>9}{'lag max s':>11}{'keep up':>9}{'late ms':>9}{'drain s':>9}{'errors':>8}")
         print("## live streams (final: after the speech ends, the 500 ms silence included; "
               f"1st partial: utterances > {LONG_UTTERANCE_S:g} s, from their first audio, prefix padding included)")
         print(header)
@@ -300,6 +312,7 @@ def main() -> None:
             for order in plan(len(clips), durations, n, args.seconds):
                 streams.append(Stream(order, audio=b"".join(pcm[i] for i in order)))
             asyncio.run(run_level(url, streams, args.grace))
+            drain = wait_idle(state)
             finals, partials, long_items, with_partial = [], [], 0, 0
             for s in streams:
                 for item in s.items.values():
@@ -327,14 +340,12 @@ def main() -> None:
             print(f"{n:>7}{utts:>6}{ms(statistics.median(finals) if finals else math.nan):>11}{ms(pct(finals, 95)):>8}"
                   f"{ms(statistics.median(partials) if partials else math.nan):>14}{ms(pct(partials, 95)):>8}"
                   f"{f'{with_partial}/{long_items}':>9}{w_off:10.3f}{w_ref:9.3f}{lag:11.2f}"
-                  f"{f'{kept}/{n}':>9}{max(s.late for s in streams) * 1000:9.0f}{errors:8d}"
+                  f"{f'{kept}/{n}':>9}{max(s.late for s in streams) * 1000:9.0f}{drain:9.1f}{errors:8d}"
                   + (f"  ({timeouts} timed out)" if timeouts else ""))
-            rows.append(n)
-            time.sleep(1.0)  # the sockets close and their sessions end before the next level
         print(f"\nthe most streams that keep up (every stream's last final within {KEEP_UP_S:g} s of its last audio, "
               f"all items completed): {best if best else 'none'}")
         print("(partial: utterances over 3 s with a delta before their commit; late: the sender's worst lateness "
-              "against its schedule; WER/offl: against harken's offline transcription of the same clips)")
+              "against its schedule; drain: from the clients' end until the server had no live stream open; WER/offl: against harken's offline transcription of the same clips)")
         if errors_seen:
             print(f"\nerrors ({len(errors_seen)}):")
             for n, e in errors_seen[:20]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,9 +117,27 @@ def _item_id() -> str:
     return f"item_{next(_ids):06d}"
 
 
+@dataclass
+class _Final:
+    """A committed item: its audio, the text told for it so far, and its decode once submitted."""
+
+    item: str
+    samples: np.ndarray
+    told: str
+    future: Future | None = None
+
+
 class LiveSession:
     """Feed audio (float32 mono 16 kHz) with `append`; events go to `emit`, from the session's
-    own thread, in order. `append`, `commit`, `clear` and `close` return at once."""
+    own thread, in order. `append`, `commit`, `clear` and `close` return at once.
+
+    The session's thread never waits for a decode: decodes are queued on the scheduler and
+    their results come back as commands, so turns are seen as the audio arrives. Finals are
+    decoded one at a time, in order, each after the one before (its text is the next one's
+    prompt); a final is decoded as soon as its audio is complete, which with turn detection
+    is `tail` after the speech ends, while the rest of the silence that ends the turn arrives.
+    If speech resumes first, that decode is dropped.
+    """
 
     def __init__(self, service: Service, options: LiveOptions, emit: Callable[[LiveEvent], None]) -> None:
         self.service, self.options, self.emit = service, options, emit
@@ -126,7 +146,7 @@ class LiveSession:
         turn = options.turn_detection
         self.vad = SpeechProbability() if turn is not None else None
         self.turns = TurnDetector(turn.threshold, turn.silence_duration_ms) if turn is not None else None
-        self.commands: queue.SimpleQueue[tuple[str, np.ndarray | None]] = queue.SimpleQueue()
+        self.commands: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self.audio: list[np.ndarray] = []  # the open item's audio (with turn detection: from its prefix)
         self.heard = 0  # samples received in all
         self.kept_from = 0  # the sample index self.audio starts at
@@ -136,8 +156,11 @@ class LiveSession:
         self.told_words = 0
         self.last_words: list[str] | None = None
         self.partial_at = 0  # samples in the item at the last partial decode
-        self.working = False  # handling commands or decoding
+        self.partial: Future | None = None
+        self.early: tuple[int, Future] | None = None  # a final begun at a pause: (its audio's end, decode)
+        self.finals: deque[_Final] = deque()  # committed, in order; the first may be decoding
         self.said: list[str] = []  # the final text of the session's items
+        self.working = False
         self.thread = threading.Thread(target=self._loop, name="harken-live", daemon=True)
         self.thread.start()
 
@@ -153,39 +176,53 @@ class LiveSession:
         self.commands.put(("clear", None))
 
     def close(self, *, finish: bool = True) -> None:
-        """Stop; with `finish`, open speech is committed and transcribed first. Waits for the thread."""
+        """Stop; with `finish`, open speech is committed and every final told first. Waits for the thread."""
         self.commands.put(("finish" if finish else "stop", None))
         self.thread.join()
 
-    # --- the session's thread ------------------------------------------------------------------
-
     @property
     def idle(self) -> bool:
-        """Nothing to do and nothing being done."""
-        return not self.working and self.commands.empty()
+        """Nothing to do and nothing being decoded."""
+        return not self.working and self.commands.empty() and not self.finals
+
+    # --- the session's thread ------------------------------------------------------------------
 
     def _loop(self) -> None:
+        finishing = False
         while True:
             self.working = False
             batch = [self.commands.get()]
             self.working = True
-            while True:  # everything that came meanwhile, so a slow decode never falls behind
+            while True:  # everything that came meanwhile, so the session never falls behind
                 try:
                     batch.append(self.commands.get_nowait())
                 except queue.Empty:
                     break
-            for command, samples in batch:
-                if command == "append":
-                    self._append(samples)
+            for command, value in batch:
+                if command == "append" and not finishing:
+                    self._append(value)
                 elif command == "commit":
                     self._commit(manual=True)
                 elif command == "clear":
                     self._reset()
-                else:
-                    if command == "finish" and self.item is not None:
+                elif command == "partial":
+                    self._partial_done(*value)
+                elif command == "finish" and not finishing:
+                    finishing = True
+                    if self.item is not None:
                         self._commit(manual=False)
+                elif command == "stop":
+                    self._drop()
                     return
-            self._partial()
+            self._finals()
+            if finishing and not self.finals:
+                self._drop()
+                return
+            if not finishing:
+                self._maybe_partial()
+
+    def _wake(self, kind: str, *value: object) -> Callable[[Future], None]:
+        return lambda _: self.commands.put((kind, value))
 
     def _append(self, samples: np.ndarray) -> None:
         self.heard += len(samples)
@@ -198,14 +235,20 @@ class LiveSession:
             return
         for turn in self.turns.update(self.vad.feed(samples)):
             at = turn.frame * FRAME
-            if turn.started:
+            if turn.kind == "started":
                 pad = int(self.options.turn_detection.prefix_padding_ms / 1000 * SAMPLE_RATE)
                 self._keep_from(max(0, at - pad))
                 self.item = _item_id()
                 self.emit(SpeechStarted(self.item, _ms(self.kept_from)))
-            elif self.item is not None:
+            elif self.item is None:
+                continue
+            elif turn.kind == "paused":
+                self._begin_early(at)
+            elif turn.kind == "resumed":
+                self._drop_early()
+            else:
                 self.emit(SpeechStopped(self.item, _ms(at)))
-                self._commit(manual=False, end=at)
+                self._commit(manual=False, end=turn.cut * FRAME, resume_at=at)
         if self.item is None:  # silence: keep only what a prefix may need
             self._keep_from(max(0, self.heard - int(self.options.turn_detection.prefix_padding_ms / 1000 * SAMPLE_RATE)))
         elif self._item_samples() >= MAX_ITEM_S * SAMPLE_RATE:
@@ -222,10 +265,29 @@ class LiveSession:
     def _item_samples(self) -> int:
         return sum(len(a) for a in self.audio)
 
-    def _commit(self, manual: bool, end: int | None = None) -> None:
+    def _item_audio(self, end: int | None = None) -> np.ndarray:
         samples = np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
-        if end is not None:
-            samples = samples[: max(0, end - self.kept_from)]
+        return samples if end is None else samples[: max(0, end - self.kept_from)]
+
+    def _begin_early(self, end: int) -> None:
+        """The speech paused: decode the item now, as it will be if the pause becomes the turn's end."""
+        self._drop_early()
+        if self.finals:  # an earlier final still decoding: this one needs its text as its prompt
+            return
+        future = self._decode(self._item_audio(end), beam=None)
+        if future is not None:
+            self.early = (end, future)
+            future.add_done_callback(self._wake("decoded"))
+
+    def _drop_early(self) -> None:
+        if self.early is not None:
+            self.early[1].cancel()
+            self.early = None
+
+    def _commit(self, manual: bool, end: int | None = None, resume_at: int | None = None) -> None:
+        """Close the open item; its audio runs to `end` (all it has: None); audio from
+        `resume_at` on (or from `end`) stays for what follows."""
+        samples = self._item_audio(end)
         if len(samples) < _MIN_ITEM_S * SAMPLE_RATE and manual:
             self.emit(Failed(None, EmptyCommitError(
                 f"buffer too small: a commit needs at least {_MIN_ITEM_S * 1000:.0f} ms of audio, "
@@ -237,24 +299,61 @@ class LiveSession:
             self.turns.reset()  # speech that goes on after a commit opens a new item
         self.emit(Committed(item, self.previous))
         self.previous = item
-        told = self.told
-        self._reset(keep_from=self.heard if end is None else end)
-        if len(samples) == 0:
-            return
+        final = _Final(item, samples, self.told)
+        if self.early is not None and end is not None and self.early[0] == end:
+            final.future = self.early[1]  # begun at the pause, on exactly this audio
+            self.early = None
+        self._drop_early()
+        if self.partial is not None:
+            self.partial.cancel()
+        if len(samples):
+            self.finals.append(final)
+        keep = resume_at if resume_at is not None else (self.heard if end is None else end)
+        self._reset(keep_from=keep)
+
+    def _finals(self) -> None:
+        """Tell the finished finals, in order, and start the next one's decode."""
+        while self.finals:
+            head = self.finals[0]
+            if head.future is None:
+                head.future = self._decode(head.samples, beam=None)
+                if head.future is None:
+                    self.finals.popleft()
+                    continue
+                head.future.add_done_callback(self._wake("decoded"))
+            if not head.future.done():
+                return
+            self.finals.popleft()
+            self._tell_final(head)
+
+    def _tell_final(self, final: _Final) -> None:
         try:
-            transcript = self.service.transcribe(
-                Audio(samples, item, SAMPLE_RATE, 1, "pcm"), model=self.entry.name, use_cache=False,
-                language=self.options.language, initial_prompt=self._context(),
-            )
+            transcript = final.future.result()
         except HarkenError as exc:
-            self.emit(Failed(item, exc))
+            self.emit(Failed(final.item, exc))
+            return
+        except CancelledError:
             return
         self.said.append(transcript.text)
-        final = transcript.text.split()
-        if _agreed(told.split(), final) == len(told.split()) and len(final) > len(told.split()):
-            rest = " ".join(final[len(told.split()):])  # the deltas then hold every word of the final
-            self.emit(TextDelta(item, (" " if told else "") + rest))
-        self.emit(Completed(item, transcript))
+        words, told = transcript.text.split(), final.told.split()
+        if _agreed(told, words) == len(told) and len(words) > len(told):
+            rest = " ".join(words[len(told):])  # the deltas then hold every word of the final
+            self.emit(TextDelta(final.item, (" " if told else "") + rest))
+        self.emit(Completed(final.item, transcript))
+
+    def _decode(self, samples: np.ndarray, beam: int | None) -> Future | None:
+        """Queue a decode of `samples` after the session's earlier text; None if it was refused
+        (told as a Failed event when it is a final)."""
+        options = {} if beam is None else {"beam_size": beam}
+        try:
+            return self.service.transcribe_later(
+                Audio(samples, "live", SAMPLE_RATE, 1, "pcm"), model=self.entry.name, use_cache=False,
+                language=self.options.language, initial_prompt=self._context(), **options,
+            )
+        except HarkenError as exc:
+            if beam is None:
+                self.emit(Failed(self.finals[0].item if self.finals else self.item, exc))
+            return None
 
     def _context(self) -> str | None:
         """The caller's prompt and the last items' text: an utterance cut from the speech around
@@ -269,27 +368,41 @@ class LiveSession:
         joined = np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
         self.audio = [joined[max(0, keep - self.kept_from) :]]
         self.kept_from = keep
+        self._drop_early()
         self.item, self.told, self.told_words, self.last_words, self.partial_at = None, "", 0, None, 0
 
-    def _partial(self) -> None:
-        """Decode the open item again and tell the words two decodes in a row agree on."""
-        if not self.options.partials or self.item is None:
+    def _drop(self) -> None:
+        """Stop: queued decodes are cancelled (one already running finishes unheard)."""
+        for future in [f.future for f in self.finals] + [self.partial]:
+            if future is not None:
+                future.cancel()
+        self._drop_early()
+        self.finals.clear()
+
+    def _maybe_partial(self) -> None:
+        """Decode the open item again, when there is new audio and nothing more urgent to do."""
+        if not self.options.partials or self.item is None or self.partial is not None:
             return
+        if self.finals or self.early is not None or (self.turns is not None and self.turns.paused):
+            return  # a final is decoding or about to: it goes first
         size = self._item_samples()
         if size - self.partial_at < PARTIAL_EVERY_S * SAMPLE_RATE:
             return
         if self.service.scheduler.queued().get(self.entry.name, 0) > 0:
-            return  # other work waits: finals before partials
+            return  # other streams' work waits: finals before partials
         self.partial_at = size
-        samples = np.concatenate(self.audio)
-        try:
-            text = self.service.transcribe(
-                Audio(samples, self.item, SAMPLE_RATE, 1, "pcm"), model=self.entry.name, use_cache=False,
-                beam_size=1, language=self.options.language, initial_prompt=self._context(),
-            ).text
-        except HarkenError:
-            return  # a partial is a preview; the final says what went wrong
-        words = text.split()
+        future = self._decode(np.concatenate(self.audio), beam=1)
+        if future is not None:
+            self.partial = future
+            future.add_done_callback(self._wake("partial", self.item, future))
+
+    def _partial_done(self, item: str, future: Future) -> None:
+        """Tell the words on which this partial decode and the one before agree."""
+        if future is self.partial:
+            self.partial = None
+        if item != self.item or future.cancelled() or future.exception() is not None:
+            return  # the item was committed meanwhile, or the preview failed (the final will say)
+        words = future.result().text.split()
         if self.last_words is not None:
             # Agreement ignores case and punctuation ("in" then "in,"), which move as words follow.
             agreed = _agreed(self.last_words, words)

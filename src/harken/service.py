@@ -10,10 +10,11 @@ that hung up) cancels the queued engine work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,37 @@ class Service:
     ) -> Transcript:
         opts = TranscribeOptions.build(**{**options, "task": "translate"})
         return await self._wait_async(await self._begin_async(source, model, use_cache, opts, Watch(text=on_text)))
+
+    def transcribe_later(
+        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
+        on_text: OnText | None = None, **options: Any,
+    ) -> Future[Transcript]:
+        """`transcribe` without the wait: request errors are raised here, the Future yields the
+        Transcript (or the engine's error). Cancelling the Future cancels queued work."""
+        begun = self._begin(source, model, use_cache, TranscribeOptions.build(**options), Watch(text=on_text))
+        out: Future[Transcript] = Future()
+        if isinstance(begun, Transcript):
+            out.set_result(begun)
+            return out
+
+        def done(engine: Future) -> None:
+            if engine.cancelled():
+                out.cancel()
+                return
+            transcript, error = None, None
+            try:
+                transcript = self._finish(begun, engine.result())  # result() raises the engine's error
+            except BaseException as exc:
+                error = exc
+            with contextlib.suppress(InvalidStateError):  # the waiter cancelled meanwhile
+                if error is None:
+                    out.set_result(transcript)
+                else:
+                    out.set_exception(error)
+
+        out.add_done_callback(lambda f: f.cancelled() and begun.future.cancel())
+        begun.future.add_done_callback(done)
+        return out
 
     async def begin_transcript_async(
         self, source: AudioSource | Audio, *, task: str = "transcribe", model: str | Path | None = None,

@@ -10,6 +10,7 @@ pause-free utterance from flickering between speech and silence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -45,34 +46,59 @@ class SpeechProbability:
 
 @dataclass(frozen=True)
 class Turn:
-    """A change of turn at a frame: `started` (speech at `frame`) or stopped (silence long enough)."""
+    """A change in a turn, at a frame (frames since the stream began).
 
-    started: bool
-    frame: int  # frames since the stream began: the first speech frame, or the frame the silence ended on
+    `started`: speech at `frame`. `paused`: the speech ended `tail` frames ago, at `frame` the
+    utterance's audio is complete unless speech resumes. `resumed`: speech again before the
+    silence was long enough. `stopped`: the silence was long enough; `cut` is the frame the
+    utterance's audio ends at (the frame it paused at).
+    """
+
+    kind: Literal["started", "paused", "resumed", "stopped"]
+    frame: int
+    cut: int = 0
 
 
 class TurnDetector:
-    def __init__(self, threshold: float = 0.5, silence_ms: int = 500) -> None:
+    """Turns from speech probabilities. `tail_ms` of silence is kept at an utterance's end:
+    enough that Whisper hears the last word end, short enough to decode it while the rest of the
+    silence that ends the turn is still arriving."""
+
+    def __init__(self, threshold: float = 0.5, silence_ms: int = 500, tail_ms: int = 200) -> None:
         self.threshold = threshold
         self.low = max(0.01, threshold - _HYSTERESIS)
         self.silence_frames = max(1, round(silence_ms / 1000 * SAMPLE_RATE / FRAME))
+        self.tail_frames = min(self.silence_frames, max(1, round(tail_ms / 1000 * SAMPLE_RATE / FRAME)))
         self.frames = 0
         self.speaking = False
-        self.quiet = 0
+        self.quiet = 0  # frames under the lower threshold since the last speech
 
     def update(self, probs: np.ndarray) -> list[Turn]:
         turns: list[Turn] = []
         for p in probs:
-            if not self.speaking and p >= self.threshold:
-                self.speaking, self.quiet = True, 0
-                turns.append(Turn(True, self.frames))
-            elif self.speaking:
-                self.quiet = self.quiet + 1 if p < self.low else 0
+            if not self.speaking:
+                if p >= self.threshold:
+                    self.speaking, self.quiet = True, 0
+                    turns.append(Turn("started", self.frames))
+            elif p >= self.low:
+                if self.quiet >= self.tail_frames:
+                    turns.append(Turn("resumed", self.frames))
+                self.quiet = 0
+            else:
+                self.quiet += 1
+                end = self.frames + 1
+                if self.quiet == self.tail_frames:
+                    turns.append(Turn("paused", end))
                 if self.quiet >= self.silence_frames:
                     self.speaking = False
-                    turns.append(Turn(False, self.frames + 1))
+                    turns.append(Turn("stopped", end, cut=end - (self.quiet - self.tail_frames)))
             self.frames += 1
         return turns
+
+    @property
+    def paused(self) -> bool:
+        """In speech, but quiet for a moment now."""
+        return self.speaking and self.quiet > 0
 
     def reset(self) -> None:
         self.speaking, self.quiet = False, 0
