@@ -20,6 +20,7 @@ __all__ = [
     "HarkenError",
     "InvalidOptionError",
     "EmptyCommitError",
+    "LiveSessionError",
     "AudioError",
     "AudioNotFoundError",
     "AudioDecodeError",
@@ -71,6 +72,14 @@ class EmptyCommitError(InvalidOptionError):
     """A live stream committed (almost) no audio."""
 
     code = "input_audio_buffer_commit_empty"
+
+
+class LiveSessionError(HarkenError):
+    """A live session ended on an internal error; the stream cannot go on."""
+
+    status = 500
+    code = "session_failed"
+    type = "server_error"
 
 
 class AudioError(HarkenError):

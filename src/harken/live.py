@@ -11,12 +11,13 @@ Service's per-model scheduler, so several streams share its workers and batching
   row agree (case and punctuation aside) are told as a delta. Deltas only ever append. A partial is skipped while the
   model's queue holds other work, so under load finals go first and partials thin out.
 - Finals: one decode of the whole item with the segmented path's rules (beam search,
-  temperature fallback, repeat repair). It is the transcript; when its first words are those
-  the deltas told, its other words are told as a last delta, so the deltas hold every word.
+  temperature fallback, repeat repair). It is the transcript; its words after those the
+  deltas told are told as a last delta, so the deltas end as the final does.
 """
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import queue
 import threading
@@ -32,7 +33,7 @@ import numpy as np
 from harken.audio.decode import SAMPLE_RATE, Audio
 from harken.audio.vad import FRAME, SpeechProbability, TurnDetector
 from harken.engines.base import check_range
-from harken.errors import EmptyCommitError, HarkenError
+from harken.errors import EmptyCommitError, HarkenError, LiveSessionError
 from harken.results import Transcript
 
 if TYPE_CHECKING:
@@ -188,6 +189,15 @@ class LiveSession:
     # --- the session's thread ------------------------------------------------------------------
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        except Exception as exc:  # a bug: said once, as the session's last event, never a silent hang
+            self._drop()
+            self.emit(Failed(None, LiveSessionError(f"the live session stopped: internal error {type(exc).__name__}: {exc}")))
+        finally:
+            self.working = False
+
+    def _serve(self) -> None:
         finishing = False
         while True:
             self.working = False
@@ -295,8 +305,11 @@ class LiveSession:
             )))
             return
         item = self.item or _item_id()
-        if self.turns is not None:
-            self.turns.reset()  # speech that goes on after a commit opens a new item
+        if self.turns is not None and end is None:
+            # Committed mid-speech (by the caller, or at MAX_ITEM_S): speech that goes on opens a
+            # new item. A turn's own end needs no reset, and one would undo a turn that started
+            # later in the same chunk.
+            self.turns.reset()
         self.emit(Committed(item, self.previous))
         self.previous = item
         final = _Final(item, samples, self.told)
@@ -336,9 +349,9 @@ class LiveSession:
             return
         self.said.append(transcript.text)
         words, told = transcript.text.split(), final.told.split()
-        if _agreed(told, words) == len(told) and len(words) > len(told):
-            rest = " ".join(words[len(told):])  # the deltas then hold every word of the final
-            self.emit(TextDelta(final.item, (" " if told else "") + rest))
+        rest = words[_told_up_to(told, words):]
+        if rest:  # the deltas then end as the final does
+            self.emit(TextDelta(final.item, (" " if told else "") + " ".join(rest)))
         self.emit(Completed(final.item, transcript))
 
     def _decode(self, samples: np.ndarray, beam: int | None) -> Future | None:
@@ -422,6 +435,16 @@ def _agreed(a: list[str], b: list[str]) -> int:
             break
         n += 1
     return n
+
+
+def _told_up_to(told: list[str], final: list[str]) -> int:
+    """Where, in the final's words, the words already told end: after the last final word that
+    lines up with a told word (a partial may have misheard one), else after as many words."""
+    if not told:
+        return 0
+    matcher = difflib.SequenceMatcher(None, [_plain(w) for w in told], [_plain(w) for w in final], autojunk=False)
+    ends = [b + size for a, b, size in matcher.get_matching_blocks() if size]
+    return max(ends) if ends else min(len(told), len(final))
 
 
 def _plain(word: str) -> str:

@@ -1,7 +1,8 @@
 """Voice activity as audio arrives: Silero's speech probability per 32 ms frame, and turns.
 
-Silero scores each 512-sample frame from that frame and the 64 samples before it, so scoring a
-stream frame by frame gives exactly the values it gives on the whole clip. A turn starts at
+Silero scores each 512-sample frame from that frame, the 64 samples before it and its recurrent
+state; the stream carries both from call to call, so scoring a stream chunk by chunk gives
+exactly the values faster-whisper's VAD gives on the whole clip. A turn starts at
 the first frame at or over `threshold` and ends after `silence_ms` of frames under Silero's
 own lower threshold (threshold - 0.15, as in its speech-timestamp rule), which keeps one
 pause-free utterance from flickering between speech and silence.
@@ -29,19 +30,24 @@ class SpeechProbability:
     def __init__(self) -> None:
         from faster_whisper.vad import get_vad_model
 
-        self.model = get_vad_model()
+        self.session = get_vad_model().session  # faster-whisper's Silero v6 ONNX session
         self.pending = np.zeros(0, np.float32)
-        self.context = np.zeros(FRAME, np.float32)  # the frame before the next one (only its tail counts)
+        self.context = np.zeros((1, _CONTEXT), np.float32)  # the tail of the frame before the next one
+        self.h = np.zeros((1, 1, 128), np.float32)
+        self.c = np.zeros((1, 1, 128), np.float32)
 
     def feed(self, samples: np.ndarray) -> np.ndarray:
         self.pending = np.concatenate([self.pending, samples.astype(np.float32, copy=False)])
         whole = len(self.pending) // FRAME * FRAME
         if whole == 0:
             return np.zeros(0, np.float32)
-        frames, self.pending = self.pending[:whole], self.pending[whole:]
-        probs = np.asarray(self.model(np.concatenate([self.context, frames]))).reshape(-1)[1:]
-        self.context = frames[-FRAME:]
-        return probs
+        frames, self.pending = self.pending[:whole].reshape(-1, FRAME), self.pending[whole:]
+        # As faster-whisper's SileroVADModel lays a clip out: each row a frame after its context.
+        contexts = np.concatenate([self.context, frames[:-1, -_CONTEXT:]])
+        rows = np.concatenate([contexts, frames], axis=1)
+        out, self.h, self.c = self.session.run(None, {"input": rows, "h": self.h, "c": self.c})
+        self.context = frames[-1:, -_CONTEXT:]
+        return np.asarray(out).reshape(-1)
 
 
 @dataclass(frozen=True)

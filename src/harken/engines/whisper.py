@@ -48,6 +48,7 @@ class WhisperEngine:
             compute_type = "int8" if device == "cpu" else "default"
         workers, cpu_threads = _parallelism(device, workers, cpu_threads)
         self.workers, self.cpu_threads = workers, cpu_threads
+        self.parallel_calls = workers  # each CTranslate2 worker can serve a call of its own
         try:
             self.model = WhisperModel(
                 str(model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers

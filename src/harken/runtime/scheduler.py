@@ -1,7 +1,8 @@
 """Per-model workers: a bounded queue in front of each engine, and micro-batching.
 
 Model work never runs on a caller's thread (or the server's event loop). Each loaded model
-gets `concurrency` worker threads reading one queue. A worker that picks up a job takes every
+gets `concurrency` worker threads reading one queue (or as many as the engine can run calls
+at once, if more). A worker that picks up a job takes every
 queued job with the same options along into one `transcribe_batch` call, up to `max_batch`;
 when requests for the model are still being decoded, or fewer are queued than the last batch
 held, it waits up to `batch_window_ms` for them, so that clients arriving together are served
@@ -49,7 +50,10 @@ class _Worker:
         self.last_size = 1
         self.threads = [
             threading.Thread(target=self._loop, name=f"harken-{name}-{i}", daemon=True)
-            for i in range(owner.concurrency)
+            # An engine that runs several calls at once (Whisper's CTranslate2 workers) gets a thread
+            # for each, so that requests that cannot share a call (other options, a live stream's
+            # own prompt) still use every core.
+            for i in range(max(owner.concurrency, getattr(engine, "parallel_calls", 1)))
         ]
         for t in self.threads:
             t.start()

@@ -21,9 +21,9 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from harken.audio.pcm import Encoding, PcmStream
-from harken.errors import HarkenError, InvalidOptionError
+from harken.errors import HarkenError, InvalidOptionError, LiveSessionError
 from harken.live import (
-    Committed, Completed, LiveEvent, LiveOptions, LiveSession, SpeechStarted, SpeechStopped, TextDelta,
+    Committed, Completed, Failed, LiveEvent, LiveOptions, LiveSession, SpeechStarted, SpeechStopped, TextDelta,
     TurnDetection,
 )
 from harken.server.errors import envelope
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/v1", tags=["OpenAI"])
 # GA format objects and beta format names, as (encoding, rate).
 _GA_FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "pcmu", "audio/pcma": "pcma"}
 _BETA_FORMATS = {"pcm16": ("pcm16", 24_000), "g711_ulaw": ("pcmu", 8_000), "g711_alaw": ("pcma", 8_000)}
-_CLOSE_POLICY, _CLOSE_BUSY = 1008, 1013
+_CLOSE_POLICY, _CLOSE_ERROR, _CLOSE_BUSY = 1008, 1011, 1013
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,9 @@ class _Connection:
             event = await self.events.get()
             try:
                 await self._send(_server_event(event))
+                if isinstance(event, Failed) and isinstance(event.error, LiveSessionError):
+                    await self.ws.close(_CLOSE_ERROR, "the live session stopped on an internal error")
+                    return
             except (WebSocketDisconnect, RuntimeError):  # the client left; the receive loop ends the session
                 return
 
