@@ -17,7 +17,10 @@ English clips from the shared data one after another (each clip then 1.0 s of si
 - WER of the streamed finals (a stream's items joined in order) against harken's offline
   transcription of the same clips, and against the references;
 - whether each stream keeps up with real time: its last `completed` within 3 s of its last
-  audio being sent (the lag), with every item completed; then the most streams that keep up.
+  audio being sent (the lag), with every item completed; then the most streams that keep up;
+- the sender's worst lateness, how long the server took to end the sessions (drain), items the
+  server started and never committed (lost), and `error` events, counted and printed.
+`--items` also prints every item of every stream as it went.
 
 Then a file-streaming figure: a ~100 s WAV posted to /v1/audio/transcriptions with stream=True,
 the times of the first `transcript.text.delta` and of `transcript.text.done`.
@@ -101,6 +104,7 @@ class Stream:
     late: float = 0.0  # the sender's worst lateness against its schedule
     items: dict[str, Item] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # items in commit order
+    started: list[str] = field(default_factory=list)  # items in speech_started order
     errors: list[str] = field(default_factory=list)
     timed_out: bool = False
 
@@ -113,7 +117,15 @@ class Stream:
         return self.items.setdefault(item_id, Item())
 
     def outstanding(self) -> list[str]:
-        return [i for i, it in self.items.items() if it.completed_at is None and it.failed is None]
+        """Committed items without their final, and the open item (the last started, not committed)."""
+        waiting = [i for i in self.order if self.items[i].completed_at is None and self.items[i].failed is None]
+        if self.started and self.items[self.started[-1]].committed_at is None:
+            waiting.append(self.started[-1])
+        return waiting
+
+    def lost(self) -> list[str]:
+        """Items the server started and then left: a later item started, this one never committed."""
+        return [i for i in self.started[:-1] if self.items[i].committed_at is None]
 
     @property
     def last_completed(self) -> float | None:
@@ -178,6 +190,7 @@ async def run_stream(url: str, stream: Stream, grace_s: float, paced: bool = Tru
                     stream.errors.append(f"{event.error.code or event.error.type}: {event.error.message}")
                 elif kind == "input_audio_buffer.speech_started":
                     stream.item(event.item_id).start_ms = event.audio_start_ms
+                    stream.started.append(event.item_id)
                 elif kind == "input_audio_buffer.speech_stopped":
                     stream.item(event.item_id).end_ms = event.audio_end_ms
                 elif kind == "input_audio_buffer.committed":
@@ -247,6 +260,20 @@ def file_stream(url: str, wav: bytes) -> tuple[float, float, str, int]:
     return first, done, text, deltas
 
 
+def show_items(k: int, stream: Stream) -> None:
+    """A stream's items: audio span, and seconds (from the stream's first chunk) of commit, first delta, final."""
+    t0 = stream.sent[0] if stream.sent else 0.0
+    rel = lambda t: "-" if t is None else f"{t - t0:.2f}"  # noqa: E731
+    print(f"  stream {k}: clips {stream.clips}, {len(stream.sent) * CHUNK_S:.1f} s sent, "
+          f"last chunk at {rel(stream.sent[-1] if stream.sent else None)}, timed out: {stream.timed_out}")
+    for item_id, it in stream.items.items():
+        end = None if it.end_ms is None else stream.sent_at(max(it.start_ms or 0, it.end_ms - SILENCE_MS))
+        print(f"    {item_id} {it.start_ms}-{it.end_ms} ms, speech end sent {rel(end)}, committed {rel(it.committed_at)}, "
+              f"1st delta {rel(it.first_delta_at)}, completed {rel(it.completed_at)}: {it.transcript or it.failed!r}")
+    for e in stream.errors:
+        print(f"    error: {e}")
+
+
 def wait_idle(state, timeout: float = 300.0) -> float:
     """Seconds until the server has no live stream open (a closed socket's session has ended)."""
     start = time.perf_counter()
@@ -262,6 +289,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="audio per stream")
     parser.add_argument("--file-seconds", type=float, default=100.0, help="length of the streamed file; 0: skip it")
     parser.add_argument("--grace", type=float, default=30.0, help="how long to wait for finals after the audio ends")
+    parser.add_argument("--items", action="store_true", help="also print every stream's items, as they went")
     args = parser.parse_args()
     data = args.data if (args.data / "manifest.jsonl").is_file() else ROOT / "tests" / "data"
     clips = english_clips(data)
@@ -291,7 +319,7 @@ def main() -> None:
     print(f"offline transcription of the {len(clips)} clips ({sum(durations):.0f} s): {offline_s:.1f} s; "
           f"its WER against the references: {wer([' '.join(refs)], [' '.join(offline)]):.3f}\n")
 
-    errors_seen, best = [], 0
+    errors_seen, lost_seen, best = [], [], 0
     app = create_app(settings)
     state = app.state.harken
     with live_server(settings, app) as url:
@@ -303,7 +331,7 @@ def main() -> None:
             print(f"warm-up stream: no transcript ({warm.errors or 'no errors'})")
 
         header = (f"{'streams':>7}{'utts':>6}{'final p50':>11}{'p95 ms':>8}{'1st part p50':>14}{'p95 ms':>8}"
-                  f"{'partial':>9}{'WER/offl':>10}{'WER/ref':>9}{'lag max s':>11}{'keep up':>9}{'late ms':>9}{'drain s':>9}{'errors':>8}")
+                  f"{'partial':>9}{'WER/offl':>10}{'WER/ref':>9}{'lag max s':>11}{'keep up':>9}{'late ms':>9}{'drain s':>9}{'lost':>6}{'errors':>8}")
         print("## live streams (final: after the speech ends, the 500 ms silence included; "
               f"1st partial: utterances > {LONG_UTTERANCE_S:g} s, from their first audio, prefix padding included)")
         print(header)
@@ -335,17 +363,27 @@ def main() -> None:
             errors = sum(len(s.errors) for s in streams)
             errors_seen += [(n, e) for s in streams for e in s.errors]
             timeouts = sum(s.timed_out for s in streams)
+            lost = sum(len(s.lost()) for s in streams)
+            lost_seen += [(n, k, i, s.items[i].start_ms) for k, s in enumerate(streams) for i in s.lost()]
             kept = sum(s.keeps_up for s in streams)
             utts = sum(1 for s in streams for it in s.items.values() if it.completed_at is not None)
+            if args.items:
+                for k, st in enumerate(streams):
+                    show_items(k, st)
             print(f"{n:>7}{utts:>6}{ms(statistics.median(finals) if finals else math.nan):>11}{ms(pct(finals, 95)):>8}"
                   f"{ms(statistics.median(partials) if partials else math.nan):>14}{ms(pct(partials, 95)):>8}"
                   f"{f'{with_partial}/{long_items}':>9}{w_off:10.3f}{w_ref:9.3f}{lag:11.2f}"
-                  f"{f'{kept}/{n}':>9}{max(s.late for s in streams) * 1000:9.0f}{drain:9.1f}{errors:8d}"
+                  f"{f'{kept}/{n}':>9}{max(s.late for s in streams) * 1000:9.0f}{drain:9.1f}{lost:6d}{errors:8d}"
                   + (f"  ({timeouts} timed out)" if timeouts else ""))
         print(f"\nthe most streams that keep up (every stream's last final within {KEEP_UP_S:g} s of its last audio, "
               f"all items completed): {best if best else 'none'}")
         print("(partial: utterances over 3 s with a delta before their commit; late: the sender's worst lateness "
-              "against its schedule; drain: from the clients' end until the server had no live stream open; WER/offl: against harken's offline transcription of the same clips)")
+              "against its schedule; drain: from the clients' end until the server had no live stream open; lost: items started and never committed; WER/offl: against harken's offline transcription of the same clips)")
+        if lost_seen:
+            print(f"\nlost items ({len(lost_seen)}): speech_started, then another item started with no "
+                  "speech_stopped, committed or completed for this one (its audio gets no transcript):")
+            for n, k, i, at in lost_seen[:20]:
+                print(f"  [{n} streams] stream {k}: {i}, audio_start_ms {at}")
         if errors_seen:
             print(f"\nerrors ({len(errors_seen)}):")
             for n, e in errors_seen[:20]:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import defaultdict
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -95,22 +95,18 @@ class SegmentedDecoder:
             (options.language, None) if len(plan) == 1 else self._language(clip, options)
             for clip, plan in zip(clips, plans)
         ]
-        jobs = [(i, p) for i, plan in enumerate(plans) for p in plan]
-        texts = _Texts(plans, [w.text if w else None for w in watches])
-        with ThreadPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
-            tally = _Tally(cutters, [w.progress if w else None for w in watches])
-            run = _Run(self.model, cutters, languages, options, pool)
-            decoded = run.decode(jobs, first=True, tally=tally, texts=texts)
-            decoded = _repair(run, decoded)
+        tally = _Tally(cutters, [w.progress if w else None for w in watches])
+        listeners = [w.text if w else None for w in watches]
+        run = _Run(self.model, cutters, languages, options)
+        decoded = _Decoding(run, plans, tally, listeners).run(workers)
         out = []
         for i, clip in enumerate(clips):
-            pieces = [d for d in decoded if d.clip == i]
+            pieces = decoded[i]
             segments = tuple(replace(s, id=k) for k, s in enumerate(s for d in pieces for s in d.segments))
             language, probability = languages[i]
             if language is None or probability is None:
                 language, probability = run.detected.get(i, ("en", 1.0))
             out.append(EngineTranscript(segments, language, probability, _gap_warnings(cutters[i], pieces, segments)))
-            texts.finish(i, segments)
             tally.finish(i)
         return out
 
@@ -124,31 +120,14 @@ class SegmentedDecoder:
 
 
 class _Run:
-    """Pieces decoded with faster-whisper's own per-window decoding, spread over the workers."""
+    """Pieces decoded with faster-whisper's own per-window decoding."""
 
-    def __init__(self, model, cutters: list[Cutter], languages, options: TranscribeOptions, pool) -> None:
-        self.model, self.cutters, self.languages, self.options, self.pool = model, cutters, languages, options, pool
+    def __init__(self, model, cutters: list[Cutter], languages, options: TranscribeOptions) -> None:
+        self.model, self.cutters, self.languages, self.options = model, cutters, languages, options
         self.detected: dict[int, tuple[str, float]] = {}
 
-    def decode(
-        self, jobs: list[tuple[int, Piece]], *, first: bool = False, tally: _Tally | None = None,
-        texts: _Texts | None = None,
-    ) -> list[_Decoded]:
-        """Decode pieces; in the `first` round a piece that repeats a phrase is sampled again at once."""
-        if texts is not None and texts.listening:
-            order = list(range(len(jobs)))  # in time order: text is told in order, so the start comes first
-        else:  # longest pieces first, so the workers finish together
-            order = sorted(range(len(jobs)), key=lambda k: -jobs[k][1].duration)
-        futures = {self.pool.submit(self._one, *jobs[k], first, tally): k for k in order}
-        results: dict[int, _Decoded] = {}
-        for future in as_completed(futures):
-            k = futures[future]
-            results[k] = future.result()
-            if texts is not None:
-                texts.arrived(k, results[k])
-        return [results[k] for k in range(len(jobs))]
-
-    def _one(self, clip: int, piece: Piece, first: bool, tally: _Tally | None) -> _Decoded:
+    def one(self, clip: int, piece: Piece, first: bool, tally: _Tally | None) -> _Decoded:
+        """Decode a piece; in the `first` round one that repeats a phrase is sampled again at once."""
         decoded = self._decode(clip, piece, None)
         if tally is not None:
             tally.done(clip, piece)
@@ -201,102 +180,95 @@ class _Tally:
             self.progress[clip](self.totals[clip], self.totals[clip])
 
 
-class _Texts:
-    """Each clip's text told in order, a piece at a time, as soon as the repairs cannot change it.
+@dataclass(frozen=True)
+class _Job:
+    clip: int
+    index: int  # the piece's place in its clip's plan
+    piece: Piece
+    first: bool  # a first decoding (else a sub-piece of a slow piece)
+    part: int = 0  # which sub-piece
 
-    The repeat repair happens while a piece is decoded, so what remains open is the slow-piece
-    repair, which compares a piece with its RATE_NEIGHBOURS on either side: once they are
-    decoded too, a piece that is not slow is final. So what is told early is exactly what the
-    finished transcript says.
+
+class _Decoding:
+    """Every piece decoded, repaired, and told in order, on `workers` threads.
+
+    A piece is judged as soon as its RATE_NEIGHBOURS on either side are decoded: if slow, its
+    sub-pieces are decoded next, before any first decoding still waiting; otherwise it is
+    final. Each clip's listener hears the final pieces' text in order as they become final, so
+    what is told early is exactly what the finished transcript says.
     """
 
-    def __init__(self, plans: list[list[Piece]], listeners: Sequence[OnText | None]) -> None:
-        self.listeners = list(listeners)
-        self.listening = any(self.listeners)
-        self.first: list[int] = []  # where each clip's pieces start among the jobs
-        at = 0
-        for plan in plans:
-            self.first.append(at)
-            at += len(plan)
-        self.sizes = [len(plan) for plan in plans]
-        self.decoded: list[dict[int, _Decoded]] = [{} for _ in plans]
-        self.next = [0] * len(plans)  # each clip's first piece not yet told
-        self.told = [""] * len(plans)
+    def __init__(self, run: _Run, plans: list[list[Piece]], tally: _Tally, listeners: Sequence[OnText | None]) -> None:
+        self.pieces, self.plans, self.tally, self.listeners = run, plans, tally, list(listeners)
+        self.first: list[dict[int, _Decoded]] = [{} for _ in plans]
+        self.final: list[dict[int, list[_Decoded]]] = [{} for _ in plans]
+        self.subs: dict[tuple[int, int], list[_Decoded | None]] = {}
+        self.told = [0] * len(plans)  # each clip's first piece not yet told
+        self.said = [False] * len(plans)  # whether a clip's listener heard any text yet
+        jobs = [_Job(i, k, p, True) for i, plan in enumerate(plans) for k, p in enumerate(plan)]
+        if not any(self.listeners):  # longest pieces first, so the workers finish together
+            jobs.sort(key=lambda j: -j.piece.duration)  # (told in order, the start comes first)
+        self.waiting: deque[_Job] = deque(jobs)
+        self.repairs: deque[_Job] = deque()
 
-    def arrived(self, job: int, d: _Decoded) -> None:
-        clip = d.clip
-        if self.listeners[clip] is None:
-            return
-        have = self.decoded[clip]
-        have[job - self.first[clip]] = d
-        while (n := self.next[clip]) < self.sizes[clip]:
-            needed = range(min(self.sizes[clip], n + RATE_NEIGHBOURS + 1))
-            if any(k not in have for k in needed) or _slow([have[k] for k in needed], n):
-                return  # wait for the neighbours, or for the repair round
-            self._tell(clip, have[n].text)
-            self.next[clip] += 1
+    def run(self, workers: int) -> list[list[_Decoded]]:
+        size = max(1, min(workers, len(self.waiting)))
+        with ThreadPoolExecutor(size) as pool:
+            running: dict[Future, _Job] = {}
+            while self.waiting or self.repairs or running:
+                while len(running) < size and (self.repairs or self.waiting):
+                    job = self.repairs.popleft() if self.repairs else self.waiting.popleft()
+                    running[pool.submit(self.pieces.one, job.clip, job.piece, job.first, self.tally if job.first else None)] = job
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._arrived(running.pop(future), future.result())
+        return [[d for k in range(len(plan)) for d in self.final[i][k]] for i, plan in enumerate(self.plans)]
 
-    def finish(self, clip: int, segments: tuple[Segment, ...]) -> None:
-        """The rest of the clip's text once every repair is done."""
-        if self.listeners[clip] is None:
-            return
-        text = " ".join(s.text for s in segments if s.text)
-        rest = text[len(self.told[clip]):]
-        if rest:
-            self.listeners[clip](rest)
-        self.told[clip] = text
-
-    def _tell(self, clip: int, text: str) -> None:
-        if text:
-            delta = (" " if self.told[clip] else "") + text
-            self.listeners[clip](delta)
-            self.told[clip] += delta
-
-
-def _repair(run: _Run, decoded: list[_Decoded]) -> list[_Decoded]:
-    """Partly skipped pieces are split and decoded again (repeats were re-decoded in the first round)."""
-    parts: list[tuple[int, Piece]] = []
-    owner: list[int] = []
-    for i in _slow_pieces(decoded):
-        d = decoded[i]
-        sub = run.cutters[d.clip].split(d.piece)
-        if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
-            parts += [(d.clip, p) for p in sub]
-            owner += [i] * len(sub)
-    if not parts:
-        return decoded
-    return _replace(decoded, owner, run.decode(parts))
-
-
-def _replace(decoded: list[_Decoded], owner: list[int], subs: list[_Decoded]) -> list[_Decoded]:
-    """Each piece, or its sub-pieces where they hold clearly more words."""
-    by_owner: dict[int, list[_Decoded]] = defaultdict(list)
-    for i, d in zip(owner, subs):
-        if d.text and not repeated_phrase(d.text):
-            by_owner[i].append(d)
-    out: list[_Decoded] = []
-    for i, d in enumerate(decoded):
-        replacement = by_owner.get(i)
-        if replacement and sum(r.word_count for r in replacement) > REPAIR_GAIN * d.word_count:
-            out += replacement
+    def _arrived(self, job: _Job, d: _Decoded) -> None:
+        clip = job.clip
+        if job.first:
+            self.first[clip][job.index] = d
+            n = len(self.plans[clip])
+            for k in range(max(0, job.index - RATE_NEIGHBOURS), min(n, job.index + RATE_NEIGHBOURS + 1)):
+                self._judge(clip, k)
         else:
-            out.append(d)
-    return out
+            parts = self.subs[clip, job.index]
+            parts[job.part] = d
+            if all(p is not None for p in parts):
+                self.final[clip][job.index] = _better(self.first[clip][job.index], parts)
+        self._tell(clip)
+
+    def _judge(self, clip: int, k: int) -> None:
+        """Piece k is final, or has its sub-pieces queued, once it and its neighbours are decoded."""
+        n = len(self.plans[clip])
+        near = range(max(0, k - RATE_NEIGHBOURS), min(n, k + RATE_NEIGHBOURS + 1))
+        if k in self.final[clip] or (clip, k) in self.subs or any(j not in self.first[clip] for j in near):
+            return
+        d = self.first[clip][k]
+        if _slow([self.first[clip][j] for j in near], k - near.start):
+            sub = self.pieces.cutters[clip].split(d.piece)
+            if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
+                self.subs[clip, k] = [None] * len(sub)
+                self.repairs.extend(_Job(clip, k, p, False, part) for part, p in enumerate(sub))
+                return
+        self.final[clip][k] = [d]
+
+    def _tell(self, clip: int) -> None:
+        listener = self.listeners[clip]
+        while self.told[clip] in self.final[clip]:
+            for d in self.final[clip][self.told[clip]]:
+                if listener is not None and d.text:
+                    listener((" " if self.said[clip] else "") + d.text)
+                    self.said[clip] = True
+            self.told[clip] += 1
 
 
-def _slow_pieces(decoded: list[_Decoded]) -> list[int]:
-    """Pieces of a long clip with a word rate well below that of the pieces around them: probably partly skipped.
-
-    Whisper's segment timestamps do not show a skip (it stretches the next segment over the
-    skipped speech), but the word rate does.
-    """
-    by_clip: dict[int, list[int]] = defaultdict(list)
-    for i, d in enumerate(decoded):
-        by_clip[d.clip].append(i)
-    return [
-        index for indices in by_clip.values() for k, index in enumerate(indices)
-        if _slow([decoded[i] for i in indices], k)
-    ]
+def _better(d: _Decoded, subs: list[_Decoded]) -> list[_Decoded]:
+    """A slow piece, or its sub-pieces where they hold clearly more words."""
+    kept = [r for r in subs if r.text and not repeated_phrase(r.text)]
+    if kept and sum(r.word_count for r in kept) > REPAIR_GAIN * d.word_count:
+        return kept
+    return [d]
 
 
 def _slow(pieces: list[_Decoded], k: int) -> bool:
