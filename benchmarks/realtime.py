@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import math
 import os
 import statistics
@@ -54,6 +53,7 @@ from harken.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from harken.audio.encode import encode, get_speech_format  # noqa: E402
 from harken.server import create_app  # noqa: E402
 from tests.live_server import live_server  # noqa: E402
+from benchmarks.asr import english_clips  # noqa: E402
 from tests.wer import wer  # noqa: E402
 
 RATE = 24_000  # what the socket is sent: pcm16 at 24 kHz
@@ -64,15 +64,6 @@ KEEP_UP_S = 3.0
 LONG_UTTERANCE_S = 3.0
 QUIET_S = 1.5  # after the audio: no open item and no event for this long ends a stream
 PREFIX = "conversation.item.input_audio_transcription"
-
-
-def english_clips(data: Path) -> list[tuple[Path, str]]:
-    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
-    return [
-        (data / r["path"], r["reference"])
-        for r in rows
-        if r["task"] == "asr" and r["language"] == "en" and r.get("duration_s", 0) < 30
-    ]
 
 
 def pct(values: list[float], q: int) -> float:
