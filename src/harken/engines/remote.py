@@ -4,7 +4,16 @@ This is how harken serves models bigger than one machine: the upstream runs the 
 routes, caches, segments, validates and speaks. Requests go round-robin over the base URLs; an
 upstream that fails to connect or answers 5xx is skipped for `down_s` seconds and the request
 retried on the next one, with exponential backoff. Audio travels as `input_audio` (base64 WAV).
-Structured output is asked of the upstream as `response_format` json_schema and validated here.
+
+What the upstream is matters in two places, both learnt from its `/v1/models`:
+- Structured output. A stock vLLM's xgrammar allows free whitespace in JSON, and a weak model
+  then writes newlines until max_tokens; so vLLM gets the schema as a grammar harken compiles
+  with xgrammar without free whitespace (`structured_outputs.grammar`, per request: no server
+  flag needed). Other upstreams get OpenAI's `response_format`. Either way the answer is
+  validated here.
+- Limits. vLLM reports `max_model_len`; with the model's audio tokens per second harken
+  shortens its windows to fit, and refuses up front a request that cannot fit, naming the
+  vLLM flag to raise instead of passing on the upstream's 400.
 """
 
 from __future__ import annotations
@@ -13,18 +22,36 @@ import base64
 import io
 import itertools
 import json
+import math
+import re
 import threading
 import time
 import wave
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from harken.engines.base import Capability
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText
-from harken.errors import HarkenError, ModelError, ModelLoadError, UpstreamError, require
+from harken.errors import (
+    InvalidOptionError, ModelError, ModelLoadError, PayloadTooLargeError, UpstreamError, UpstreamRejectedError, require,
+)
 
-__all__ = ["RemoteEngine"]
+__all__ = ["RemoteEngine", "Upstream"]
+
+# Prompt positions kept for the chat template and the question when a window is fitted to the
+# upstream's context (Qwen2-Audio's template alone is about 30).
+_TEXT_ALLOWANCE = 256
+_SHORTEST_WINDOW_S = 5.0
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What an upstream's /v1/models says about the model harken asks for."""
+
+    vllm: bool  # owned_by "vllm": structured output as a per-request grammar
+    max_model_len: int | None  # prompt + answer positions; None: not reported
 
 
 class RemoteEngine:
@@ -45,23 +72,71 @@ class RemoteEngine:
         self.backoff_s = float(options.get("backoff_s", 0.2))
         self.down_s = float(options.get("down_s", 10.0))
         self.prompt_free_caption = bool(options.get("captioner", False))
+        # Audio prompt positions per second: 25 for Qwen2-Audio and Qwen2.5-Omni (750 per 30 s).
+        self.audio_tokens_per_s = float(options.get("audio_tokens_per_s", 25.0))
+        self.structured = str(options.get("structured_output", "auto"))
+        if self.structured not in ("auto", "grammar", "response_format"):
+            raise ModelLoadError(f"remote option structured_output must be auto, grammar or response_format, not {self.structured!r}")
         key = options.get("api_key")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(timeout=float(options.get("timeout_s", 120.0)), headers=headers)
         self._order = itertools.cycle(range(len(self.urls)))
         self._down_until = [0.0] * len(self.urls)
         self._lock = threading.Lock()
+        self._upstream: Upstream | None = None
 
     def warmup(self) -> None:
         """A health check: at least one upstream must answer /models."""
+        self.upstream()
+
+    def upstream(self) -> Upstream:
+        """The first reachable upstream's facts about the model, learnt once (replicas serve the same)."""
+        if self._upstream is not None:
+            return self._upstream
         for i, url in enumerate(self.urls):
             try:
-                if self.http.get(url + "/models", timeout=5.0).status_code == 200:
-                    return
+                response = self.http.get(url + "/models", timeout=5.0)
             except Exception:  # any transport failure: this upstream is down
-                pass
-            self._down_until[i] = time.monotonic() + self.down_s
+                response = None
+            if response is not None and response.status_code == 200:
+                self._upstream = _upstream_facts(response, self.model)
+                return self._upstream
+            with self._lock:
+                self._down_until[i] = time.monotonic() + self.down_s
         raise UpstreamError(f"no upstream of {self.model!r} is reachable ({', '.join(self.urls)})")
+
+    def window_for(self, options: ChatOptions) -> float:
+        """The longest audio window whose tokens, with the answer's, fit the upstream's context."""
+        limit = self.upstream().max_model_len
+        if limit is None:
+            return self.window_s
+        room = limit - options.max_new_tokens - _TEXT_ALLOWANCE
+        window = min(self.window_s, room / self.audio_tokens_per_s)
+        if window < _SHORTEST_WINDOW_S:
+            raise InvalidOptionError(
+                f"{self.model!r} upstream holds {limit} tokens (its --max-model-len): too few for "
+                f"{options.max_new_tokens} answer tokens and {_SHORTEST_WINDOW_S:.0f} s of audio; lower max_tokens or "
+                f"start vLLM with a larger --max-model-len (at least {self._positions(self.window_s, options)})",
+                param="max_tokens",
+            )
+        return window
+
+    def _positions(self, audio_s: float, options: ChatOptions) -> int:
+        return math.ceil(audio_s * self.audio_tokens_per_s) + options.max_new_tokens + _TEXT_ALLOWANCE
+
+    def _preflight(self, messages: list[ChatMessage], options: ChatOptions) -> None:
+        limit = self.upstream().max_model_len
+        if limit is None:
+            return
+        audio_s = sum(len(p.samples) / 16_000 for m in messages for p in m.audio)
+        need = math.ceil(audio_s * self.audio_tokens_per_s) + options.max_new_tokens
+        if need > limit:
+            raise PayloadTooLargeError(
+                f"{audio_s:.1f} s of audio ({math.ceil(audio_s * self.audio_tokens_per_s)} tokens) and "
+                f"max_tokens {options.max_new_tokens} need {need} positions, over the {limit} of {self.model!r} upstream; "
+                "send less audio, fewer turns or a lower max_tokens, or start vLLM with a larger --max-model-len",
+                param="messages",
+            )
 
     def close(self) -> None:
         self.http.close()
@@ -79,17 +154,24 @@ class RemoteEngine:
         if options.seed is not None:
             body["seed"] = options.seed
         if options.json_schema is not None:
-            schema = json.loads(options.json_schema)
-            body["response_format"] = (
-                {"type": "json_object"} if schema == {} else
-                {"type": "json_schema", "json_schema": {"name": "harken", "schema": schema, "strict": True}}
-            )
+            body.update(self._structured(options.json_schema))
         if on_text is not None:
             body.update(stream=True, stream_options={"include_usage": True})
+        self._preflight(messages, options)
         reply = self._send(body, on_text)
-        if options.json_schema is not None:
+        # An answer cut at max_tokens is handed on as it is, marked "length" (as OpenAI does).
+        if options.json_schema is not None and reply.finish_reason == "stop":
             _validate(reply.text, json.loads(options.json_schema))
         return reply
+
+    def _structured(self, schema_text: str) -> dict[str, Any]:
+        grammar = self.structured == "grammar" or (self.structured == "auto" and self.upstream().vllm)
+        if grammar:
+            return {"structured_outputs": {"grammar": _json_grammar(schema_text)}}
+        schema = json.loads(schema_text)
+        if schema == {}:
+            return {"response_format": {"type": "json_object"}}
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": "harken", "schema": schema, "strict": True}}}
 
     def _send(self, body: dict[str, Any], on_text: OnText | None) -> EngineReply:
         import httpx
@@ -157,18 +239,58 @@ def _wav_base64(samples: np.ndarray) -> str:
 
 
 def _checked(response) -> dict[str, Any]:
-    """The JSON body of a 2xx; an upstream 4xx becomes the same error here, with its message."""
+    """The JSON body of a 2xx; an upstream 4xx becomes harken's own error, with its message."""
     try:
         data = response.json()
     except ValueError:
         data = {}
     if response.status_code >= 400:
         error = data.get("error", {}) if isinstance(data, dict) else {}
-        err = HarkenError(f"upstream: {error.get('message') or f'HTTP {response.status_code}'}", param=error.get("param"))
-        err.status, err.code = response.status_code, error.get("code") or "upstream_error"
-        err.type = error.get("type") or "invalid_request_error"
-        raise err
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        message = str(error.get("message") or f"HTTP {response.status_code}")
+        code = error.get("code")  # vLLM's is the HTTP status, a number: not an OpenAI code
+        param = error.get("param") if isinstance(error.get("param"), str) else None
+        raise UpstreamRejectedError(
+            response.status_code, f"upstream: {message}{_flag_hint(message)}", param=param,
+            code=code if isinstance(code, str) and code else None,
+        )
     return data
+
+
+# Upstream refusals whose cure is a vLLM flag: the flag is named in the error.
+_HINTS = (
+    (re.compile(r"maximum (context|model) length|max_model_len|too long", re.I),
+     "start vLLM with a larger --max-model-len, or send less audio or a lower max_tokens"),
+    (re.compile(r"at most \d+ audio", re.I), "start vLLM with a larger --limit-mm-per-prompt '{\"audio\": N}'"),
+)
+
+
+def _flag_hint(message: str) -> str:
+    for pattern, hint in _HINTS:
+        if pattern.search(message):
+            return f" ({hint})"
+    return ""
+
+
+def _upstream_facts(response, model: str) -> Upstream:
+    try:
+        listed = response.json().get("data", [])
+    except (ValueError, AttributeError):
+        listed = []
+    entry = next((m for m in listed if isinstance(m, dict) and m.get("id") == model), {})
+    limit = entry.get("max_model_len")
+    return Upstream(vllm=entry.get("owned_by") == "vllm", max_model_len=limit if isinstance(limit, int) and limit > 0 else None)
+
+
+def _json_grammar(schema_text: str) -> str:
+    """The schema as EBNF without free whitespace (xgrammar's own conversion), for vLLM."""
+    xgr = require("xgrammar", "alm", "structured output from a vLLM upstream")
+
+    schema = schema_text if schema_text != "{}" else '{"type": "object"}'
+    try:
+        return str(xgr.Grammar.from_json_schema(schema, any_whitespace=False))
+    except (RuntimeError, ValueError) as exc:
+        raise InvalidOptionError(f"the JSON schema cannot be compiled: {str(exc).splitlines()[0][:200]}", param="response_format") from None
 
 
 def _reply(data: dict[str, Any]) -> EngineReply:

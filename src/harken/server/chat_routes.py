@@ -117,7 +117,8 @@ class ChatRequest(BaseModel):
 
 # 400: an option the model cannot honour (or a model that cannot chat), empty audio; 403 and 404:
 # an audio path or URL this server may not read, or that is not there, or an unknown model; 413:
-# audio longer than the model's window or larger than the cap; 415: audio that does not decode;
+# audio larger than the cap, two parts longer than the window, more than a remote upstream's
+# context holds (audio longer than the window is answered window by window); 415: audio that does not decode;
 # 503: the model missing or loading, a full queue, the time limit, or every remote upstream down.
 @router.post(
     "/chat/completions", summary="Chat with audio (OpenAI)",
@@ -167,6 +168,7 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
             "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}],
             "usage": _usage(result),
             "timings": result.timings.to_dict(),
+            **_windows(result),
         },
         headers=headers,
     )
@@ -181,9 +183,10 @@ async def _stream(request: Request, state: ServerState, messages, body: ChatRequ
     )
     created = int(time.time())
 
-    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
+    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, extra: dict | None = None) -> str:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": turn.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if usage is None else []}
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if usage is None else [],
+                **(extra or {})}
         if usage is not None:
             data["usage"] = usage
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
@@ -208,7 +211,7 @@ async def _stream(request: Request, state: ServerState, messages, body: ChatRequ
                 yield f"data: {json.dumps(envelope(exc.message, exc.type, exc.code, exc.param))}\n\n"
                 return
             state.record_chat(request, result)
-            yield chunk({}, finish=result.finish_reason)
+            yield chunk({}, finish=result.finish_reason, extra=_windows(result))
             if body.stream_options and body.stream_options.include_usage:
                 yield chunk({}, usage=_usage(result))
             yield "data: [DONE]\n\n"
@@ -280,6 +283,13 @@ def _speak(state: ServerState, text: str, audio: _AudioOut) -> dict | None:
         "expires_at": int(time.time()) + 3600,
         "transcript": text,
     }
+
+
+def _windows(result: ChatResult) -> dict:
+    """harken's extension: the windows a long clip was answered in, each with its own answer."""
+    if not result.windows:
+        return {}
+    return {"windows": [{"start": w.start, "end": w.end, "text": w.text} for w in result.windows]}
 
 
 def _usage(result: ChatResult) -> dict:

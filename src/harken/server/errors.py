@@ -19,15 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from harken.errors import HarkenError
+from harken.errors import HarkenError, error_type
 
 __all__ = [
     "CatchAll", "ERROR_RESPONSES", "ErrorEnvelope", "error_response", "error_responses", "install_error_handlers", "envelope",
 ]
 
 log = logging.getLogger("harken.server")
-
-_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
 def envelope(message: str, type_: str, code: str | None, param: str | None = None) -> dict:
@@ -82,7 +80,7 @@ def error_response(
     retry_after: float | None = None, headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     if type_ is None:
-        type_ = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        type_ = error_type(status)
     headers = dict(headers or {})
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
