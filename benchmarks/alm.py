@@ -5,8 +5,8 @@
 Prints, in one run:
 - generation speed (tokens/s) unconstrained, and constrained to the `tone` JSON schema with
   xgrammar: the per-token overhead of the grammar;
-- peak memory (RSS of a fresh process) of `analyze` against audio length, 30 s to 10 min,
-  which the window-by-window path keeps flat.
+- peak memory (RSS of a fresh process) of `analyze`, and of a chat completion, against audio
+  length, 30 s to 10 min, which the window-by-window path keeps flat.
 With random weights the figures measure harken's plumbing and the grammar, not a real model's
 speed; run it with `--model DIR` on a real checkpoint for that.
 """
@@ -29,12 +29,17 @@ import numpy as np
 import harken
 from harken import Service, Settings
 from harken.audio import Audio
-model, seconds = sys.argv[1], float(sys.argv[2])
+from harken.engines.chat import AudioPart, ChatMessage, TextPart
+model, seconds, task = sys.argv[1], float(sys.argv[2]), sys.argv[4]
 clip = harken.load_audio(sys.argv[3]).samples
 samples = np.tile(clip, int(seconds * 16000 // len(clip)) + 1)[: int(seconds * 16000)]
 service = Service(Settings.load(result_cache={"memory_items": 0}))
 start = time.perf_counter()
-result = service.analyze(Audio(samples, "bench-%d" % seconds, 16000, 1, "raw"), "tone", model=model, temperature=1.0, seed=0)
+if task == "analyze":
+    result = service.analyze(Audio(samples, "bench-%d" % seconds, 16000, 1, "raw"), "tone", model=model, temperature=1.0, seed=0)
+else:
+    asked = [ChatMessage("user", (AudioPart(samples, "bench-%d" % seconds), TextPart("What is said?")))]
+    result = service.chat(asked, model=model, max_new_tokens=16)
 print(json.dumps({"s": time.perf_counter() - start, "windows": len(result.windows) or 1,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -73,12 +78,14 @@ def main() -> None:
     print(f"{'constrained to the tone schema':<40}{tone:10.1f}{tone_ms:10.2f}")
     print(f"grammar overhead per token: {tone_ms - free_ms:+.2f} ms ({(tone_ms / free_ms - 1) * 100:+.0f} %)\n")
 
-    print(f"{'analyze, audio length':<24}{'windows':>8}{'time':>9}{'peak RSS':>11}")
-    for seconds in [float(x) for x in args.lengths.split(",")]:
-        out = subprocess.run([sys.executable, "-c", _CHILD, model, str(seconds), str(clip)],
-                             capture_output=True, text=True, check=True)
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{seconds:>20.0f} s{row['windows']:>10d}{row['s']:8.1f}s{row['rss_mb']:9.0f} MB")
+    for task in ("analyze", "chat"):
+        print(f"{task + ', audio length':<24}{'windows':>8}{'time':>9}{'peak RSS':>11}")
+        for seconds in [float(x) for x in args.lengths.split(",")]:
+            out = subprocess.run([sys.executable, "-c", _CHILD, model, str(seconds), str(clip), task],
+                                 capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{seconds:>20.0f} s{row['windows']:>10d}{row['s']:8.1f}s{row['rss_mb']:9.0f} MB")
+        print()
 
 
 if __name__ == "__main__":

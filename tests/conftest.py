@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 
 from harken import Service, Settings
+from tests.vllm_upstream import vllm_upstream  # noqa: F401  (the session's real vLLM; skips without one)
 
 DATA = Path(__file__).parent / "data"
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "vllm: needs a real vLLM upstream (scripts/install-vllm.sh); deselect with -m 'not vllm'")
 
 
 def manifest() -> dict[str, dict]:

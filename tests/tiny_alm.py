@@ -60,10 +60,8 @@ def _tokenizer(specials: list[str], named: dict[str, str]):
 def _text_config(tok, **extra):
     from transformers import Qwen2Config
 
-    return Qwen2Config(
-        vocab_size=len(tok) + 16, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, **extra,
-    )
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2} | extra
+    return Qwen2Config(vocab_size=len(tok) + 16, num_hidden_layers=2, max_position_embeddings=4096, **sizes)
 
 
 def _generation_config(tok):
@@ -92,6 +90,21 @@ def _save(model, processor, tok, out: Path) -> Path:
 
 
 def build_qwen2_audio(out: Path) -> Path:
+    return _build_qwen2_audio(out, {})
+
+
+# vLLM's CPU attention supports head_dim 32, 64, 80, 96, 112, 128, ... but not the 16 above: the
+# engine starts, then its first request dies ("Unsupported CPU attention configuration:
+# head_dim=16"). Hidden 128 over 2 heads gives 64 and keeps the model tiny (about 0.7 M parameters).
+VLLM_TEXT_SIZES = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 2, "num_key_value_heads": 2}
+
+
+def build_qwen2_audio_vllm(out: Path) -> Path:
+    """The tiny Qwen2-Audio with a head_dim vLLM's CPU backend accepts (tests/vllm_upstream.py)."""
+    return _build_qwen2_audio(out, VLLM_TEXT_SIZES)
+
+
+def _build_qwen2_audio(out: Path, text_sizes: dict) -> Path:
     import torch
     from transformers import (
         Qwen2AudioConfig,
@@ -111,7 +124,7 @@ def build_qwen2_audio(out: Path) -> Path:
             num_mel_bins=128, d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
             max_source_positions=1500,
         ),
-        text_config=_text_config(tok),
+        text_config=_text_config(tok, **text_sizes),
         audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
     )
     model = Qwen2AudioForConditionalGeneration(config)

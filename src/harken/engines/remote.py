@@ -72,6 +72,8 @@ class RemoteEngine:
         self.backoff_s = float(options.get("backoff_s", 0.2))
         self.down_s = float(options.get("down_s", 10.0))
         self.prompt_free_caption = bool(options.get("captioner", False))
+        # vLLM batches whatever is in flight, so the scheduler keeps several calls open per replica.
+        self.parallel_calls = int(options.get("parallel_calls", 8 * len(self.urls)))
         # Audio prompt positions per second: 25 for Qwen2-Audio and Qwen2.5-Omni (750 per 30 s).
         self.audio_tokens_per_s = float(options.get("audio_tokens_per_s", 25.0))
         self.structured = str(options.get("structured_output", "auto"))
