@@ -107,9 +107,15 @@ class RemoteEngine:
                 self._down_until[i] = time.monotonic() + self.down_s
         raise UpstreamError(f"no upstream of {self.model!r} is reachable ({', '.join(self.urls)})")
 
+    def _max_model_len(self) -> int | None:
+        try:
+            return self.upstream().max_model_len
+        except UpstreamError:  # none reachable now: a cached answer may still serve, the call itself says so
+            return None
+
     def window_for(self, options: ChatOptions) -> float:
         """The longest audio window whose tokens, with the answer's, fit the upstream's context."""
-        limit = self.upstream().max_model_len
+        limit = self._max_model_len()
         if limit is None:
             return self.window_s
         room = limit - options.max_new_tokens - _TEXT_ALLOWANCE
@@ -127,7 +133,7 @@ class RemoteEngine:
         return math.ceil(audio_s * self.audio_tokens_per_s) + options.max_new_tokens + _TEXT_ALLOWANCE
 
     def _preflight(self, messages: list[ChatMessage], options: ChatOptions) -> None:
-        limit = self.upstream().max_model_len
+        limit = self._max_model_len()
         if limit is None:
             return
         audio_s = sum(len(p.samples) / 16_000 for m in messages for p in m.audio)
