@@ -140,18 +140,23 @@ class ChatResult:
     result: dict[str, Any] | None = None
     audio_sha256: tuple[str, ...] = ()
     windows: tuple[WindowAnswer, ...] = ()  # set when a long clip was answered window by window
+    speech: SpeechAudio | None = None  # the answer spoken, when asked for (Service.chat(speak=...))
 
     def with_timings(self, timings: Timings) -> ChatResult:
         return replace(self, timings=timings)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        """JSON-ready; the speech is described (format, rate, duration, voice), not included."""
+        out = asdict(replace(self, speech=None))
         out["timings"] = self.timings.to_dict()
         out["audio_sha256"] = list(self.audio_sha256)
         if self.result is None:
             out.pop("result")
         if not self.windows:
             out.pop("windows")
+        out.pop("speech")
+        if self.speech is not None:
+            out["speech"] = self.speech.describe()
         return out
 
     @classmethod
@@ -165,7 +170,9 @@ class ChatResult:
 
 @dataclass(frozen=True)
 class SpeechAudio:
-    """Synthesised speech, encoded."""
+    """Synthesised speech, encoded. `voice` is the Piper voice, or the speaker of a model's own
+    voice (`model` names the model that spoke either way); `transcript` is what it says: the text
+    given to Piper, or a talker model's own words."""
 
     data: bytes = field(repr=False)
     format: str
@@ -174,3 +181,9 @@ class SpeechAudio:
     duration: float
     voice: str
     timings: Timings = field(default_factory=Timings)
+    model: str = ""
+    transcript: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        return {"format": self.format, "media_type": self.media_type, "sample_rate": self.sample_rate,
+                "duration": self.duration, "voice": self.voice, "model": self.model, "bytes": len(self.data)}

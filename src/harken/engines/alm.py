@@ -1,5 +1,6 @@
 """Audio-language models on Hugging Face transformers: Qwen2-Audio, Qwen2.5-Omni and Qwen3-Omni
-(thinkers), Audio Flamingo 3, Voxtral.
+(thinkers), Audio Flamingo 3, Voxtral; a full Qwen2.5-Omni checkpoint (talker, token2wav and
+spk_dict.pt) also answers in its own voice.
 
 The model class comes from the checkpoint's config; prompts go through the processor's own
 chat template and audio through its feature extractor, so the engine never branches on a
@@ -16,13 +17,13 @@ from typing import Any
 
 from harken.engines.alm_processor import load_processor
 from harken.engines.base import Capability
-from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText
+from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart, Waveform
 from harken.errors import (
     CapabilityError, InvalidOptionError, MissingExtraError, ModelLoadError, PayloadTooLargeError, UnsupportedModelError,
     install_command, require,
 )
 
-__all__ = ["AudioLanguageEngine", "MODEL_CLASSES"]
+__all__ = ["AudioLanguageEngine", "MODEL_CLASSES", "TALKER_CLASSES", "has_talker", "OMNI_SPEECH_PROMPT", "SAY_PROMPT"]
 
 # config.model_type -> transformers class. Omni checkpoints load their thinker: text out.
 MODEL_CLASSES = {
@@ -35,7 +36,27 @@ MODEL_CLASSES = {
     "voxtral": "VoxtralForConditionalGeneration",
 }
 
+# config.model_type -> the class that loads thinker, talker and token2wav, for a checkpoint that has them.
+TALKER_CLASSES = {"qwen2_5_omni": "Qwen2_5OmniForConditionalGeneration"}
+
+# Qwen2.5-Omni speaks only under its documented system prompt; harken puts it in when a spoken
+# answer is asked for and the conversation has no system message of its own.
+OMNI_SPEECH_PROMPT = (
+    "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving auditory and "
+    "visual inputs, as well as generating text and speech."
+)
+# How /v1/audio/speech asks a talker model to read a text: its rendition, not a guaranteed verbatim TTS.
+SAY_PROMPT = "Say exactly this, nothing else: "
+# Qwen2.5-Omni's vocoder writes 24 kHz; a token2wav config that states its rate wins.
+DEFAULT_SPEECH_RATE = 24_000
+
 _GRAMMARS_KEPT = 32
+
+
+def has_talker(path: Path, config: Any) -> bool:
+    """A full Omni checkpoint that can speak: a talker class, audio output enabled, speakers on disk."""
+    return (config.model_type in TALKER_CLASSES and bool(getattr(config, "enable_audio_output", False))
+            and (path / "spk_dict.pt").is_file())
 
 
 class AudioLanguageEngine:
@@ -65,6 +86,10 @@ class AudioLanguageEngine:
         if class_name is None:
             known = ", ".join(sorted(MODEL_CLASSES))
             raise UnsupportedModelError(f"{path.name}: model type {config.model_type!r} is not supported (supported: {known})")
+        # A full Omni checkpoint loads whole (talker included) unless its options say audio_output = false.
+        talks = bool(options.get("audio_output", True)) and has_talker(path, config)
+        if talks:
+            class_name = TALKER_CLASSES[config.model_type]
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         try:
@@ -74,6 +99,17 @@ class AudioLanguageEngine:
             raise ModelLoadError(f"{path.name}: cannot load {class_name}: {_first_line(exc)}") from None
         self.model.to(self.device).eval()
         self.model_type = config.model_type
+        # The text model: the whole model, or the thinker of a full Omni model.
+        self.thinker = self.model.thinker if talks else self.model
+        self.talker = self.model.talker if talks else None
+        self.voices: tuple[str, ...] = tuple(self.model.speaker_map) if talks else ()
+        self.default_voice = ("Chelsie" if "Chelsie" in self.voices else self.voices[0]) if self.voices else None
+        self.speech_rate = _speech_rate(config) if talks else None
+        self.speech_system_prompt = OMNI_SPEECH_PROMPT if talks else None
+        self.talker_max_new_tokens = int(options.get("talker_max_new_tokens", 4096))
+        # The thinker of a full model keeps no stop tokens of its own: the checkpoint's (ChatML) ones.
+        self._eos = sorted(_eos_ids(self.model.generation_config) or _eos_ids(self.thinker.generation_config))
+        self._pad = self.model.generation_config.pad_token_id
         self.window_s = float(options.get("window_s", 30.0))
         self.max_audio_parts = int(options.get("max_audio_parts", 8))
         budget = options.get("memory_budget_mb")
@@ -88,14 +124,22 @@ class AudioLanguageEngine:
         self.chat([ChatMessage("user", ())], ChatOptions(max_new_tokens=1))
 
     def close(self) -> None:
-        self.model = None
+        self.model = self.thinker = self.talker = None
 
-    def chat(self, messages: list[ChatMessage], options: ChatOptions, on_text: OnText | None = None) -> EngineReply:
+    def chat(
+        self, messages: list[ChatMessage], options: ChatOptions, on_text: OnText | None = None, *,
+        voice: str | None = None,
+    ) -> EngineReply:
+        """One answer; with `voice` (one of `voices`) also spoken by the talker, in `speech`."""
         import torch
 
         audio_count = sum(len(m.audio) for m in messages)
         if audio_count > self.max_audio_parts:
             raise InvalidOptionError(f"at most {self.max_audio_parts} audio parts per request, got {audio_count}", param="messages")
+        if voice is not None:
+            self.check_speech(voice, options)
+            if not any(m.role == "system" for m in messages):
+                messages = [ChatMessage("system", (TextPart(self.speech_system_prompt),)), *messages]
         inputs = self._inputs(messages)
         prompt_len = int(inputs["input_ids"].shape[1])
         self._check_memory(prompt_len + options.max_new_tokens)
@@ -106,17 +150,53 @@ class AudioLanguageEngine:
             kwargs["logits_processor"] = [self._json_processor(options.json_schema)]
         if on_text is not None:
             kwargs["streamer"] = _DeltaStreamer(self.processor.tokenizer, on_text)
+        if self.talker is not None:
+            # The full model hands unprefixed options to all three parts: these are the thinker's.
+            kwargs = {f"thinker_{k}": v for k, v in kwargs.items()}
+            kwargs.update(thinker_eos_token_id=self._eos, thinker_pad_token_id=self._pad)
+            if voice is None:
+                kwargs["generation_mode"] = "text"
+            else:
+                talker = self.talker.config
+                # transformers' talker needs two thinker tokens and token2wav one speech code: an answer
+                # or a talker that stopped at once would fail there.
+                kwargs.update(speaker=voice, thinker_min_new_tokens=2, talker_min_new_tokens=1,
+                              talker_max_new_tokens=self.talker_max_new_tokens,
+                              talker_eos_token_id=[talker.tts_codec_pad_token_id, talker.tts_codec_end_token_id])
         with self._lock, torch.inference_mode():
             if options.seed is not None:
                 torch.manual_seed(options.seed)
             out = self.model.generate(**inputs, **kwargs)
+        speech = None
+        if voice is not None:
+            out, wav = out
+            speech = Waveform(wav.reshape(-1).float().cpu().numpy().astype("float32", copy=False), self.speech_rate)
         sequence = out[0] if not hasattr(out, "sequences") else out.sequences[0]
         generated = sequence[prompt_len:].tolist()
-        eos = _eos_ids(self.model.generation_config)
+        eos = set(self._eos)
         finished = bool(generated) and generated[-1] in eos
         text = self.processor.tokenizer.decode([t for t in generated if t not in eos], skip_special_tokens=True)
         return EngineReply(text, "stop" if finished or len(generated) < options.max_new_tokens else "length",
-                           prompt_len, len(generated))
+                           prompt_len, len(generated), speech)
+
+    def say(self, text: str, voice: str, *, seed: int | None = None) -> EngineReply:
+        """`text` read by the talker in `voice`: the model is asked to say it and nothing else, so
+        the speech is its rendition (usually the text; a weak or random model says what it says).
+        Greedy, with room for the text's tokens and a quarter more."""
+        needed = len(self.processor.tokenizer(text)["input_ids"]) * 5 // 4 + 8
+        messages = [ChatMessage("system", (TextPart(self.speech_system_prompt),)),
+                    ChatMessage("user", (TextPart(SAY_PROMPT + text),))]
+        return self.chat(messages, ChatOptions(max_new_tokens=min(needed, 32768), seed=seed), voice=voice)
+
+    def check_speech(self, voice: str, options: ChatOptions) -> None:
+        """Refuse what the talker cannot do, before any work: no talker, an unknown speaker, or
+        room for fewer than two tokens (the talker starts from the answer's first two)."""
+        if not self.voices:
+            raise CapabilityError("this model has no talker: it answers in text only", param="voice")
+        if voice not in self.voices:
+            raise InvalidOptionError(f"unknown voice {voice!r}; this model speaks as {', '.join(self.voices)}", param="voice")
+        if options.max_new_tokens < 2:
+            raise InvalidOptionError("a spoken answer needs max_tokens of at least 2", param="max_tokens")
 
     def estimate_bytes(self, positions: int) -> int:
         """Working memory a request of `positions` tokens adds: its KV cache plus hidden states."""
@@ -171,7 +251,7 @@ class AudioLanguageEngine:
 
         with self._lock:
             if self._tokenizer_info is None:
-                vocab = self.model.get_output_embeddings().weight.shape[0]  # padded past the tokenizer
+                vocab = self.thinker.get_output_embeddings().weight.shape[0]  # padded past the tokenizer
                 self._tokenizer_info = xgr.TokenizerInfo.from_huggingface(self.processor.tokenizer, vocab_size=vocab)
             compiled = self._grammars.get(schema)
             if compiled is None:
@@ -223,6 +303,15 @@ class _DeltaStreamer:
 def _eos_ids(generation_config) -> set[int]:
     eos = generation_config.eos_token_id
     return set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+
+
+def _speech_rate(config: Any) -> int:
+    token2wav = getattr(config, "token2wav_config", None)
+    for name in ("sampling_rate", "sample_rate"):
+        rate = getattr(token2wav, name, None)
+        if isinstance(rate, int) and rate > 0:
+            return rate
+    return DEFAULT_SPEECH_RATE
 
 
 def _first_line(exc: BaseException) -> str:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from harken.engines.base import Engine, OnText, check_range
 
-__all__ = ["TextPart", "AudioPart", "ChatMessage", "ChatOptions", "EngineReply", "OnText", "ChatEngine"]
+__all__ = ["TextPart", "AudioPart", "ChatMessage", "ChatOptions", "Waveform", "EngineReply", "OnText", "ChatEngine", "TalkingEngine"]
 
 @dataclass(frozen=True)
 class TextPart:
@@ -59,11 +59,24 @@ class ChatOptions:
 
 
 @dataclass(frozen=True)
+class Waveform:
+    """Speech a model made: float32 mono samples at `rate`."""
+
+    samples: np.ndarray = field(repr=False)
+    rate: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.rate
+
+
+@dataclass(frozen=True)
 class EngineReply:
     text: str
     finish_reason: Literal["stop", "length"]
     prompt_tokens: int
     completion_tokens: int
+    speech: Waveform | None = None  # the answer in the model's own voice, when one was asked for
 
 
 @runtime_checkable
@@ -71,3 +84,20 @@ class ChatEngine(Engine, Protocol):
     prompt_free_caption: bool  # a captioner describes audio unprompted
 
     def chat(self, messages: list[ChatMessage], options: ChatOptions, on_text: OnText | None = None) -> EngineReply: ...
+
+
+@runtime_checkable
+class TalkingEngine(ChatEngine, Protocol):
+    """A chat engine that can answer in its own voice (a Qwen2.5-Omni talker): `voices` are its
+    speakers, `default_voice` one of them, and speech comes at `speech_rate`."""
+
+    voices: tuple[str, ...]
+    default_voice: str | None
+    speech_rate: int | None
+
+    def chat(self, messages: list[ChatMessage], options: ChatOptions, on_text: OnText | None = None, *,
+             voice: str | None = None) -> EngineReply: ...
+
+    def say(self, text: str, voice: str, *, seed: int | None = None) -> EngineReply: ...
+
+    def check_speech(self, voice: str, options: ChatOptions) -> None: ...

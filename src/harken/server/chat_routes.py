@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from harken.audio import Audio, named_bytes
 from harken.engines.chat import AudioPart, ChatMessage, TextPart
 from harken.errors import AudioDecodeError, HarkenError, InvalidOptionError
-from harken.results import ChatResult
+from harken.results import ChatResult, SpeechAudio
+from harken.service import SpeakAnswer
 from harken.server.errors import envelope, error_responses
 from harken.server.state import ClientGone, ServerState, state_of
 from harken.tasks import check_schema
@@ -79,8 +80,13 @@ class _StreamOptions(BaseModel):
 
 
 class _AudioOut(BaseModel):
-    voice: str | None = None
-    format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "wav"
+    voice: str | None = Field(
+        None, description="a speaker of the model's own voice (Qwen2.5-Omni: Chelsie, Ethan) or a Piper voice; "
+                          "stock OpenAI names mean the default one",
+    )
+    format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "pcm16"] = Field(
+        "wav", description="pcm and pcm16: raw 16-bit little-endian at 24 kHz",
+    )
 
 
 class ChatRequest(BaseModel):
@@ -144,11 +150,10 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
         json_schema=_schema(body.response_format),
     )
     completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
-    spoken = body.modalities is not None and "audio" in body.modalities
-    if spoken and body.stream:
-        raise InvalidOptionError("spoken answers are not streamed yet; ask without stream", param="stream")
-    if spoken:
-        state.service.registry.resolve_voice(body.audio.voice if body.audio else None)  # a bad voice fails first
+    if body.modalities is not None and "audio" in body.modalities:
+        # Spoken by the model's own talker where it has one, else by a Piper voice (the service decides).
+        audio = body.audio or _AudioOut()
+        options["speak"] = SpeakAnswer(audio.voice, audio.format)
     if body.stream:
         return await _stream(request, state, messages, body, options, completion_id)
     try:
@@ -157,8 +162,8 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
         return Response(status_code=499)
     headers = state.record_chat(request, result)
     message: dict[str, Any] = {"role": "assistant", "content": result.text}
-    if spoken:
-        message["audio"] = await asyncio.to_thread(_speak, state, result.text, body.audio or _AudioOut())
+    if "speak" in options:
+        message["audio"] = _audio(result.speech, result.text) if result.speech is not None else None
     return JSONResponse(
         {
             "id": completion_id,
@@ -211,6 +216,13 @@ async def _stream(request: Request, state: ServerState, messages, body: ChatRequ
                 yield f"data: {json.dumps(envelope(exc.message, exc.type, exc.code, exc.param))}\n\n"
                 return
             state.record_chat(request, result)
+            if result.speech is not None:  # as OpenAI streams it: id and transcript, the data in pieces, the expiry
+                audio_id = "audio_" + uuid.uuid4().hex[:24]
+                yield chunk({"audio": {"id": audio_id, "transcript": result.text}})
+                data = result.speech.data
+                for at in range(0, len(data), _AUDIO_PIECE):
+                    yield chunk({"audio": {"id": audio_id, "data": base64.b64encode(data[at:at + _AUDIO_PIECE]).decode()}})
+                yield chunk({"audio": {"id": audio_id, "expires_at": int(time.time()) + 3600}})
             yield chunk({}, finish=result.finish_reason, extra=_windows(result))
             if body.stream_options and body.stream_options.include_usage:
                 yield chunk({}, usage=_usage(result))
@@ -236,7 +248,7 @@ async def _messages(state: ServerState, body: ChatRequest) -> list[ChatMessage]:
         users = [i for i, m in enumerate(out) if m.role == "user"]
         if not users:
             raise InvalidOptionError("audio_path needs a user message to attach to", param="audio_path")
-        extra = tuple([await _audio(state, await state.media.source(p, param="audio_path")) for p in paths])
+        extra = tuple([await _audio_part(state, await state.media.source(p, param="audio_path")) for p in paths])
         last = out[users[-1]]
         out[users[-1]] = ChatMessage("user", extra + last.parts)
     return out
@@ -250,11 +262,11 @@ async def _part(state: ServerState, part, where: str) -> TextPart | AudioPart:
             data = base64.b64decode(part.input_audio.data, validate=True)
         except (binascii.Error, ValueError):
             raise AudioDecodeError("input_audio.data is not valid base64", param=where) from None
-        return await _audio(state, named_bytes(data, f"input_audio.{part.input_audio.format or 'audio'}"))
-    return await _audio(state, await state.media.source(part.audio_url.url, param=where))
+        return await _audio_part(state, named_bytes(data, f"input_audio.{part.input_audio.format or 'audio'}"))
+    return await _audio_part(state, await state.media.source(part.audio_url.url, param=where))
 
 
-async def _audio(state: ServerState, source) -> AudioPart:
+async def _audio_part(state: ServerState, source) -> AudioPart:
     audio: Audio = await asyncio.to_thread(state.service.load_audio, source)
     return AudioPart(audio.samples, audio.sha256)
 
@@ -270,13 +282,12 @@ def _schema(fmt: _ResponseFormat | None) -> dict | None:
     return fmt.json_schema.schema_
 
 
-def _speak(state: ServerState, text: str, audio: _AudioOut) -> dict | None:
-    """The answer spoken, in OpenAI's `message.audio` shape; None when it holds nothing a voice
-    can say (an empty answer, or only symbols)."""
-    try:
-        speech = state.service.speak(text, voice=audio.voice, format=audio.format)
-    except InvalidOptionError:  # the voice was checked before the answer was asked for
-        return None
+# 48,000 bytes: a second of pcm16 at 24 kHz per streamed piece (any cut concatenates back).
+_AUDIO_PIECE = 48_000
+
+
+def _audio(speech: SpeechAudio, text: str) -> dict:
+    """The spoken answer in OpenAI's `message.audio` shape."""
     return {
         "id": "audio_" + uuid.uuid4().hex[:24],
         "data": base64.b64encode(speech.data).decode(),
