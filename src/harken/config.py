@@ -109,6 +109,7 @@ class Settings(BaseSettings):
 
     default_model: str = "whisper-tiny.en"
     default_voice: str = "piper-joe"
+    default_diarizer: str = "ge2e-diarizer"
     cache_dir: Path = Field(default_factory=default_cache_dir)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("default", description="CTranslate2 compute type; default is int8 on CPU")

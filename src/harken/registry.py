@@ -100,10 +100,22 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
             },
         ),
     ),
+    ModelEntry(
+        name="ge2e-diarizer",
+        engine="diarizer",
+        aliases=("diarizer", "resemblyzer"),
+        description="Speaker diarization: Resemblyzer's GE2E speaker encoder (Apache-2.0), bundled",
+        source=PackageSource(
+            module="resemblyzer",
+            subdir="",
+            extra="diarize",
+            pins={"pretrained.pt": "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"},
+        ),
+    ),
 )
 
 
-Task = Literal["transcribe", "translate", "chat", "speak"]
+Task = Literal["transcribe", "translate", "chat", "speak", "diarize"]
 
 # What each engine family can be asked to do, known before anything loads (a loaded engine's
 # `capabilities` is the final word: an English-only Whisper cannot translate).
@@ -112,12 +124,14 @@ TASK_ENGINES: dict[str, frozenset[str]] = {
     "translate": frozenset({"whisper"}),
     "chat": frozenset({"alm", "remote"}),
     "speak": frozenset({"piper"}),
+    "diarize": frozenset({"diarizer"}),
 }
 _TASK_LABELS = {
     "transcribe": "models that transcribe",
     "translate": "models that translate",
     "chat": "models that chat about audio (ask, caption, analyze)",
     "speak": "voices",
+    "diarize": "models that tell speakers apart",
 }
 
 # Stock OpenAI voice names map to the default voice, so OpenAI examples speak unchanged.
@@ -156,12 +170,21 @@ def _piper_factory(entry: ModelEntry, path: Path | None, settings: Settings, opt
     return PiperEngine(path)
 
 
+def _diarizer_factory(entry: ModelEntry, path: Path | None, settings: Settings, options: dict[str, object]) -> Engine:
+    from harken.engines.diarizer import SpeakerEncoderDiarizer
+
+    if path is None:
+        raise InvalidOptionError(f"model {entry.name!r}: the diarizer needs a directory holding pretrained.pt", param="model")
+    return SpeakerEncoderDiarizer(path, threads=int(options.get("cpu_threads", settings.cpu_threads)) or None)  # type: ignore[arg-type]
+
+
 # One entry per engine family; a new family adds its factory here and its module in engines/.
 ENGINE_FACTORIES: dict[str, Callable[[ModelEntry, Path | None, Settings, dict[str, object]], Engine]] = {
     "whisper": _whisper_factory,
     "alm": _alm_factory,
     "remote": _remote_factory,
     "piper": _piper_factory,
+    "diarizer": _diarizer_factory,
 }
 
 
@@ -228,7 +251,7 @@ class Registry:
     def _suggest(self, key: str, task: Task | None) -> str:
         """'; did you mean X?; models that TASK: name (aliases: ...), ...' over the entries fit for `task`
         (without one: every entry but the voices, which only speak, grouped by what they do)."""
-        tasks = (task,) if task is not None else tuple(t for t in _TASK_LABELS if t not in ("translate", "speak"))
+        tasks = (task,) if task is not None else tuple(t for t in _TASK_LABELS if t not in ("translate", "speak", "diarize"))
         fit = {t: [e for e in self._entries.values() if e.engine in TASK_ENGINES[t]] for t in tasks}
         candidates = {e.name for group in fit.values() for e in group}
         aliases = self._aliases_of(candidates)
@@ -341,6 +364,8 @@ def _entry_from_config(name: str, cfg: ModelConfig) -> ModelEntry:
 def _guess_engine(path: Path) -> str:
     if (path / "model.bin").is_file():
         return "whisper"
+    if (path / "pretrained.pt").is_file():
+        return "diarizer"
     if any(p.with_name(p.name + ".json").is_file() for p in path.glob("*.onnx")):
         return "piper"
     config = path / "config.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["Word", "Segment", "TranscriptWarning", "Timings", "Transcript", "LanguageGuess", "ChatResult", "WindowAnswer", "SpeechAudio"]
+__all__ = ["Word", "Segment", "SpeakerTurn", "Diarization", "TranscriptWarning", "Timings", "Transcript", "LanguageGuess", "ChatResult", "WindowAnswer", "SpeechAudio"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,16 @@ class Segment:
     compression_ratio: float = 0.0
     temperature: float = 0.0
     words: tuple[Word, ...] | None = None
+    speaker: str | None = None  # set when the transcript was diarized: who says this segment
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """One stretch of speech by one speaker."""
+
+    start: float
+    end: float
+    speaker: str
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,40 @@ class Transcript:
         warnings = tuple(TranscriptWarning(**w) for w in data.get("warnings", ()))
         return cls(segments=segments, timings=Timings(**timings), audio_sha256=data.get("audio_sha256"),
                    warnings=warnings, **fields)
+
+
+@dataclass(frozen=True)
+class Diarization:
+    """Who spoke when. `speakers` in order of first appearance: capital letters (A, B, ...), or
+    the names given with reference clips for the voices that matched them."""
+
+    turns: tuple[SpeakerTurn, ...]
+    speakers: tuple[str, ...]
+    duration: float
+    model: str
+    timings: Timings = field(default_factory=Timings)
+    audio_sha256: str | None = None
+    warnings: tuple[TranscriptWarning, ...] = ()
+
+    def with_timings(self, timings: Timings) -> Diarization:
+        return replace(self, timings=timings)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["timings"] = self.timings.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Diarization:
+        return cls(
+            turns=tuple(SpeakerTurn(**t) for t in data["turns"]),
+            speakers=tuple(data["speakers"]),
+            duration=data["duration"],
+            model=data["model"],
+            timings=Timings(**{k: v for k, v in data["timings"].items() if k != "rtf"}),
+            audio_sha256=data.get("audio_sha256"),
+            warnings=tuple(TranscriptWarning(**w) for w in data.get("warnings", ())),
+        )
 
 
 @dataclass(frozen=True)

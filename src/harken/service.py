@@ -30,15 +30,17 @@ from harken.config import Settings
 from harken.engines.base import Capability, EngineTranscript, OnProgress, TranscribeOptions, Watch
 from harken.engines.piper import SpeakOptions, check_text, pieces
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart, Waveform
+from harken.diarization import DiarizeOptions, assign_speakers
 from harken.errors import (
     AudioTooLongError, CapabilityError, InvalidOptionError, UnknownModelError, UnsupportedModelError, install_command,
 )
 from harken.tasks import CAPTION_PROMPT, analyze_prompt, load_schema, parse_analysis
 from harken.windows import map_reduce, window_of
 from harken.registry import OPENAI_VOICES, LoadedModel, ModelEntry, Registry
-from harken.results import ChatResult, LanguageGuess, SpeechAudio, Timings, Transcript, TranscriptWarning
+from harken.results import ChatResult, Diarization, LanguageGuess, SpeechAudio, Timings, Transcript, TranscriptWarning
 from harken.runtime.cache import ResultCache, cache_key
 from harken.runtime.scheduler import BatchHook, Scheduler
+from harken.speaker_task import KnownSpeakers, SpeakerTask
 
 __all__ = ["Service", "ChatTurn", "SpeakAnswer", "VoiceChoice"]
 
@@ -157,6 +159,7 @@ class Service:
         self.cache = ResultCache(cached.memory_items, disk, memory_bytes=int(cached.memory_mb * 1024 * 1024))
         # Long conversations walk their windows here; each window still queues on the scheduler.
         self._windows = ThreadPoolExecutor(4, thread_name_prefix="harken-windows")
+        self.speakers = SpeakerTask(self.registry, self.cache, self.settings.default_diarizer, self.decode, self.load_audio)
         sched = self.settings.scheduler
         self.scheduler = Scheduler(
             queue_size=sched.queue_size,
@@ -185,15 +188,38 @@ class Service:
 
     def transcribe(
         self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
-        on_progress: OnProgress | None = None, on_text: OnText | None = None, **options: Any,
+        on_progress: OnProgress | None = None, on_text: OnText | None = None,
+        diarize: bool | DiarizeOptions = False, known_speakers: KnownSpeakers | None = None, **options: Any,
     ) -> Transcript:
         """Speech to text in the spoken language. Options are those of TranscribeOptions.
 
         Called from a worker as decoding goes on: `on_progress(seconds_done, seconds_in_all)`, and
         `on_text(delta)` with text no later step will change; the deltas join to the result's text.
+        `diarize` (True, or DiarizeOptions) or `known_speakers` ({name: 2-10 s clip}): each segment
+        gets its `speaker`, and segments are split where the speaker changes.
         """
         watch = Watch(on_progress, on_text)
-        return self._wait(self._begin(source, model, use_cache, TranscribeOptions.build(**options), watch))
+        if not (diarize or known_speakers):
+            return self._wait(self._begin(source, model, use_cache, TranscribeOptions.build(**options), watch))
+        opts = TranscribeOptions.build(**{**options, "word_timestamps": True})
+        speaking = _speaker_options(diarize)
+        references = self.speakers.references(known_speakers)
+        audio = self.load_audio(source)
+        transcript = self._wait(self._begin(audio, model, use_cache, opts, watch))
+        return _with_speakers(transcript, self.speakers.diarize(audio, use_cache=use_cache, references=references, options=speaking))
+
+    def diarize(
+        self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
+        known_speakers: KnownSpeakers | None = None, **options: Any,
+    ) -> Diarization:
+        """Who spoke when. Options: `num_speakers`, or `min_speakers`/`max_speakers`;
+        `known_speakers` names voices by a 2-10 s clip of each (at most 4)."""
+        opts = DiarizeOptions.build(**options)
+        references = self.speakers.references(known_speakers)
+        return self.speakers.diarize(source, model=model, use_cache=use_cache, references=references, options=opts)
+
+    async def diarize_async(self, source: AudioSource | Audio, **kwargs: Any) -> Diarization:
+        return await asyncio.to_thread(self.diarize, source, **kwargs)
 
     def translate(
         self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
@@ -205,11 +231,24 @@ class Service:
 
     async def transcribe_async(
         self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
-        on_text: OnText | None = None, **options: Any,
+        on_text: OnText | None = None, diarize: bool | DiarizeOptions = False,
+        known_speakers: KnownSpeakers | None = None, **options: Any,
     ) -> Transcript:
-        """`transcribe` for an event loop: decoding in a thread, the engine in its worker."""
-        opts = TranscribeOptions.build(**options)
-        return await self._wait_async(await self._begin_async(source, model, use_cache, opts, Watch(text=on_text)))
+        """`transcribe` for an event loop: decoding in a thread, the engine in its worker; with
+        `diarize`, the speakers are found in a thread while the words are decoded."""
+        if not (diarize or known_speakers):
+            opts = TranscribeOptions.build(**options)
+            return await self._wait_async(await self._begin_async(source, model, use_cache, opts, Watch(text=on_text)))
+        opts = TranscribeOptions.build(**{**options, "word_timestamps": True})
+        speaking = _speaker_options(diarize)
+        references = await asyncio.to_thread(self.speakers.references, known_speakers)
+        audio = await asyncio.to_thread(self.load_audio, source)
+        begun = await self._begin_async(audio, model, use_cache, opts, Watch(text=on_text))
+        transcript, diarization = await asyncio.gather(
+            self._wait_async(begun),
+            asyncio.to_thread(self.speakers.diarize, audio, use_cache=use_cache, references=references, options=speaking),
+        )
+        return _with_speakers(transcript, diarization)
 
     async def translate_async(
         self, source: AudioSource | Audio, *, model: str | Path | None = None, use_cache: bool = True,
@@ -714,6 +753,18 @@ class Service:
 def _cancel_queued(begun: asyncio.Future) -> None:
     if not begun.cancelled() and begun.exception() is None and isinstance(begun.result(), _Pending):
         begun.result().future.cancel()
+
+
+def _speaker_options(diarize: bool | DiarizeOptions) -> DiarizeOptions:
+    return diarize if isinstance(diarize, DiarizeOptions) else DiarizeOptions()
+
+
+def _with_speakers(transcript: Transcript, diarization: Diarization) -> Transcript:
+    """The transcript with its speakers; its timings count the diarizer's time too."""
+    t, d = transcript.timings, diarization.timings
+    timings = replace(t, inference_s=t.inference_s + d.inference_s, total_s=t.total_s + d.inference_s,
+                      cache_hit=t.cache_hit and d.cache_hit)
+    return assign_speakers(transcript, diarization).with_timings(timings)
 
 
 def _speak_answer(speak: SpeakAnswer | bool | None) -> SpeakAnswer | None:

@@ -25,6 +25,7 @@ class Capability(Flag):
     DETECT_LANGUAGE = auto()
     CHAT = auto()
     SPEAK = auto()
+    DIARIZE = auto()
 
 
 LongForm = Literal["auto", "segmented", "sequential"]
