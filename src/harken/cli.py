@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,7 +20,8 @@ from harken.engines.base import TranscribeOptions
 from harken.errors import AudioError, HarkenError
 from harken.files import write_atomic
 from harken.cli_help import PlainHelpTyper
-from harken.formats import get_writer
+from harken.diarization import DiarizeOptions, rttm
+from harken.formats import get_writer, needs_speakers
 from harken.inputs import expand, unique_stem
 from harken.progress import AudioProgress
 from harken.service import Service
@@ -59,10 +60,17 @@ def transcribe(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, alias or model directory.")] = None,
     language: Annotated[Optional[str], typer.Option("--language", "-l", help="Spoken language code; detected when omitted.")] = None,
     task: Annotated[str, typer.Option(help="transcribe or translate (to English).")] = "transcribe",
-    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="txt, json, verbose_json, srt or vtt.")] = "txt",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="txt, json, verbose_json, srt, vtt or diarized_json.")] = "txt",
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", metavar="DIR",
-        help="Write DIR/STEM.EXT per input (txt, json, verbose.json, srt, vtt); a repeated stem gets -2, -3.",
+        help="Write DIR/STEM.EXT per input (txt, json, verbose.json, srt, vtt, diarized.json); a repeated stem gets -2, -3.",
+    )] = None,
+    diarize: Annotated[bool, typer.Option("--diarize", help="Tell the speakers apart: each segment gets its speaker.")] = False,
+    num_speakers: Annotated[Optional[int], typer.Option(help="With --diarize: exactly this many speakers.")] = None,
+    min_speakers: Annotated[Optional[int], typer.Option(help="With --diarize: at least this many.")] = None,
+    max_speakers: Annotated[Optional[int], typer.Option(help="With --diarize: at most this many.")] = None,
+    speaker: Annotated[Optional[list[str]], typer.Option(
+        "--speaker", metavar="NAME=FILE", help="A known speaker and a 2-10 s clip of their voice (repeat, at most 4); implies --diarize.",
     )] = None,
     word_timestamps: Annotated[bool, typer.Option("--word-timestamps", help="Add word-level timestamps.")] = False,
     beam_size: Annotated[int, typer.Option(help="Beam width.")] = 5,
@@ -76,6 +84,7 @@ def transcribe(
 ) -> None:
     """Transcribe (or translate) audio files."""
     writer = get_writer(fmt)
+    speaking = _speaking(diarize or needs_speakers(fmt), num_speakers, min_speakers, max_speakers, speaker)
     options = TranscribeOptions.build(
         language=language, task=task, beam_size=beam_size, temperature=temperature, seed=seed,
         word_timestamps=word_timestamps,
@@ -99,7 +108,7 @@ def transcribe(
                 try:
                     transcript = service.transcribe(
                         item.source, model=model, use_cache=not no_cache, on_progress=progress.track(item.label),
-                        **asdict(options),
+                        diarize=speaking.options or False, known_speakers=speaking.known, **asdict(options),
                     )
                 except AudioError as exc:
                     failures += 1
@@ -117,6 +126,81 @@ def transcribe(
                     stem = unique_stem(item.stem, stems)
                     stems.add(stem)
                     write_atomic(output / f"{stem}.{writer.extension}", text)
+    if failures:
+        raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class _Speaking:
+    options: DiarizeOptions | None  # None: no diarization asked for
+    known: dict[str, str]
+
+
+def _speaking(
+    wanted: bool, num: int | None, low: int | None, high: int | None, speakers: list[str] | None,
+) -> _Speaking:
+    """The diarization a command asked for; a speaker-count option or --speaker alone asks for it."""
+    known: dict[str, str] = {}
+    for item in speakers or ():
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise HarkenError(f"--speaker takes NAME=FILE, not {item!r}", param="speaker")
+        known[name.strip()] = path
+    if not (wanted or known or num or low or high):
+        return _Speaking(None, {})
+    return _Speaking(DiarizeOptions.build(num_speakers=num, min_speakers=low, max_speakers=high), known)
+
+
+@app.command("diarize")
+def diarize_(
+    files: Annotated[list[str], typer.Argument(metavar="FILE", show_default=False, help="Audio or video files, folders, - or URLs.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="The diarizer (default: ge2e-diarizer).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="rttm or json.")] = "rttm",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="DIR", help="Write DIR/STEM.rttm (or .json) per input.")] = None,
+    num_speakers: Annotated[Optional[int], typer.Option(help="Exactly this many speakers.")] = None,
+    min_speakers: Annotated[Optional[int], typer.Option(help="At least this many speakers.")] = None,
+    max_speakers: Annotated[Optional[int], typer.Option(help="At most this many speakers.")] = None,
+    speaker: Annotated[Optional[list[str]], typer.Option(
+        "--speaker", metavar="NAME=FILE", help="A known speaker and a 2-10 s clip of their voice (repeat, at most 4).",
+    )] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Who spoke when: speaker turns as RTTM (one SPEAKER line per turn) or JSON."""
+    if fmt not in ("rttm", "json"):
+        raise HarkenError(f"unknown format {fmt!r} (choose from rttm, json)", param="format")
+    if output is not None and output.exists() and not output.is_dir():
+        raise HarkenError(f"--output {output} exists and is not a directory", param="output")
+    speaking = _speaking(True, num_speakers, min_speakers, max_speakers, speaker)
+    service = Service(Settings.load(config))
+    service.registry.resolve(model or service.settings.default_diarizer, task="diarize")
+    failures = 0
+    stems: set[str] = set()
+    for argument in files:
+        try:
+            inputs = expand(argument)
+        except AudioError as exc:
+            failures += 1
+            err.print(f"harken: error: {exc.message}", markup=False)
+            continue
+        for item in inputs:
+            try:
+                result = service.diarize(item.source, model=model, use_cache=not no_cache, known_speakers=speaking.known,
+                                         **asdict(speaking.options))
+            except AudioError as exc:
+                failures += 1
+                err.print(f"harken: error: {exc.message}", markup=False)
+                continue
+            for warning in result.warnings:
+                err.print(f"harken: warning: {item.label}: {warning.message}", markup=False)
+            stem = unique_stem(item.stem, stems)
+            stems.add(stem)
+            text = rttm(result, stem) if fmt == "rttm" else json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
+            if output is None:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                write_atomic(output / f"{stem}.{fmt}", text)
     if failures:
         raise typer.Exit(1)
 
@@ -263,9 +347,11 @@ def voices(
 
 @app.command("eval")
 def eval_(
-    data: Annotated[str, typer.Argument(help="A folder (audio/ + labels/), a .jsonl manifest or a .csv.", show_default=False)],
+    data: Annotated[str, typer.Argument(
+        help="A folder (audio/ + labels/, or audio with a same-stem .rttm and optional .uem beside each), "
+             "a .jsonl manifest or a .csv.", show_default=False)],
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to score; repeat to compare.")] = None,
-    task: Annotated[str, typer.Option(help="asr, exact, lid or classify.")] = "asr",
+    task: Annotated[str, typer.Option(help="asr, exact, lid, classify or diar (DER against RTTM).")] = "asr",
     normalizer: Annotated[str, typer.Option(help="english, basic or none (asr and exact).")] = "english",
     labels: Annotated[Optional[Path], typer.Option(help="Label folder, when DATA is just the audio folder.")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per answer.")] = None,
@@ -274,7 +360,7 @@ def eval_(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every clip again, so every clip is timed.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Score one or more models on labelled audio: WER/CER, exact match, accuracy, latency.
+    """Score one or more models on labelled audio: WER/CER, exact match, accuracy, DER, latency.
     Clips answered from the result cache are marked cached and left out of latency and RTF."""
     from harken.evaluation import evaluate, load_dataset
     from harken.evaluation.report import write_html, write_json
@@ -290,7 +376,8 @@ def eval_(
                                     use_cache=not no_cache))
     for problem in dataset.problems:
         err.print(f"harken: warning: {problem}", markup=False)
-    keys = [k for k in ("count", "failed", "cached", "wer", "cer", "accuracy", "macro_f1", "f1", "latency_p50_s", "rtf")
+    keys = [k for k in ("count", "failed", "cached", "wer", "cer", "der", "speaker_count_accuracy", "accuracy",
+                        "macro_f1", "f1", "latency_p50_s", "rtf")
             if k in reports[0].summary]
     table = Table("model", *keys)
     for r in reports:
@@ -310,14 +397,19 @@ def eval_(
 def batch(
     input_: Annotated[str, typer.Argument(metavar="INPUT", help="A folder (recursive), a glob, or a manifest (.jsonl/.csv/.txt).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder; also holds the job store and summary.jsonl.")],
-    task: Annotated[str, typer.Option(help="transcribe, translate, caption, ask or analyze.")] = "transcribe",
+    task: Annotated[str, typer.Option(help="transcribe, translate, caption, ask, analyze or diarize.")] = "transcribe",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, alias or model directory.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="json, verbose_json, srt, vtt or txt.")] = "json",
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", "-f", help="json, verbose_json, srt, vtt or txt (default json); for diarize rttm (the default) or json.",
+    )] = None,
     workers: Annotated[int, typer.Option(help="Inputs in flight at once (the scheduler batches them).")] = 2,
     retries: Annotated[int, typer.Option(help="Attempts per failing input across runs.")] = 3,
     question: Annotated[Optional[str], typer.Option(help="The question, for --task ask.")] = None,
     schema: Annotated[str, typer.Option(help="Schema for --task analyze: tone or a JSON Schema file.")] = "tone",
     language: Annotated[Optional[str], typer.Option(help="Spoken language, for transcribe.")] = None,
+    num_speakers: Annotated[Optional[int], typer.Option(help="For --task diarize: exactly this many speakers.")] = None,
+    min_speakers: Annotated[Optional[int], typer.Option(help="For --task diarize: at least this many.")] = None,
+    max_speakers: Annotated[Optional[int], typer.Option(help="For --task diarize: at most this many.")] = None,
     use_ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (one model per actor).")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start or join a local one).")] = None,
     config: ConfigOpt = None,
@@ -327,7 +419,7 @@ def batch(
     import threading
 
     from harken.batch.inputs import expand_inputs
-    from harken.batch.local import BatchSpec, run_batch
+    from harken.batch.local import BatchSpec, default_format, run_batch
 
     options: dict = {}
     if task in ("transcribe", "translate") and language:
@@ -336,12 +428,19 @@ def batch(
         options["question"] = question
     if task == "analyze":
         options["schema"] = schema
-    spec = BatchSpec(task=task, model=model, format=fmt, options=options, workers=workers, max_attempts=retries)
+    if task == "diarize":  # only what was given: the job store compares options on resume
+        counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
+        options.update({k: v for k, v in counts.items() if v is not None})
+    spec = BatchSpec(task=task, model=model, format=fmt or default_format(task), options=options, workers=workers,
+                     max_attempts=retries)
     inputs = expand_inputs(input_)
     for problem in inputs.problems:
         err.print(f"harken: warning: {problem}", markup=False)
     service = Service(Settings.load(config))
-    service.registry.resolve(model)
+    if task == "diarize":  # an unknown name is told with the diarizers to choose from
+        service.registry.resolve(model or service.settings.default_diarizer, task="diarize")
+    else:
+        service.registry.resolve(model)
     stop = threading.Event()
 
     def interrupted(signum, frame):  # finish what is running, leave the rest for the next run

@@ -5,7 +5,8 @@ usual broadcast and streaming limits). A segment longer than that is cut into se
 preferably after a sentence end, else after a comma, else where it must be; no cue spans two
 segments. Word timestamps place the cuts when the transcript has them; otherwise each word is
 given a share of its segment's time in proportion to its length. Cue texts, read in order,
-are exactly the transcript's text.
+are exactly the transcript's text. With `speaker_tags`, each cue of a diarized segment begins
+"[A] " (SubRip has no voice markup), counted within the line limits.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Cue:
     start: float
     end: float
     lines: tuple[str, ...]
+    speaker: str | None = None
 
     @property
     def text(self) -> str:
@@ -46,16 +48,17 @@ def _join(words: list[_Word]) -> str:
     return "".join((" " if w.spaced else "") + w.text for w in words).strip()
 
 
-def cues(segments: tuple[Segment, ...]) -> list[Cue]:
+def cues(segments: tuple[Segment, ...], *, speaker_tags: bool = False) -> list[Cue]:
     """Cues in time order that never overlap, whatever times the decoder produced."""
     out: list[Cue] = []
     last_end = 0.0
     for seg in segments:
-        for group in _split(_words(seg)):
+        tag = f"[{seg.speaker}] " if speaker_tags and seg.speaker else ""
+        for group in _split(_words(seg), tag):
             start = max(group[0].start, last_end)
             end = max(group[-1].end, start + 0.001)
-            text = _join(group)
-            out.append(Cue(round(start, 3), round(end, 3), wrap(text) or (text,)))
+            text = tag + _join(group)
+            out.append(Cue(round(start, 3), round(end, 3), wrap(text) or (text,), seg.speaker))
             last_end = end
     return out
 
@@ -94,18 +97,18 @@ def _words(seg: Segment) -> list[_Word]:
     return out
 
 
-def _fits(group: list[_Word]) -> bool:
-    text = _join(group)
+def _fits(group: list[_Word], tag: str) -> bool:
+    text = tag + _join(group)
     return group[-1].end - group[0].start <= MAX_CUE_S and wrap(text) is not None
 
 
-def _split(words: list[_Word]) -> list[list[_Word]]:
+def _split(words: list[_Word], tag: str = "") -> list[list[_Word]]:
     """Consecutive groups that each fit a cue, cut at the most natural point that keeps them fitting."""
     groups: list[list[_Word]] = []
     rest = words
     while rest:
         n = 1
-        while n < len(rest) and _fits(rest[: n + 1]):
+        while n < len(rest) and _fits(rest[: n + 1], tag):
             n += 1
         if n < len(rest):
             n = _best_break(rest[:n])

@@ -1,4 +1,5 @@
-"""Output writers, one registry shared by every front door: txt, json, verbose_json, srt, vtt."""
+"""Output writers, one registry shared by every front door: txt, json, verbose_json, srt, vtt,
+diarized_json. Speakers, when a transcript has them, are rendered here and computed elsewhere."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ __all__ = [
     "format_transcript",
     "verbose_json",
     "openai_json",
+    "diarized_json",
+    "needs_speakers",
     "file_record",
     "file_error",
 ]
@@ -41,18 +44,38 @@ def _timestamp(seconds: float, decimal: str) -> str:
 def _srt(t: Transcript) -> str:
     blocks = [
         f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n" + "\n".join(c.lines) + "\n"
-        for i, c in enumerate(cues(t.segments), start=1)
+        for i, c in enumerate(cues(t.segments, speaker_tags=True), start=1)
     ]
     return "\n".join(blocks)
 
 
 def _vtt(t: Transcript) -> str:
-    blocks = [f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n" + "\n".join(c.lines) + "\n" for c in cues(t.segments)]
+    blocks = [f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n" + _voice(c) + "\n" for c in cues(t.segments)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
+def _voice(c) -> str:
+    """A cue's lines, in a WebVTT voice span when its speaker is known (`<v A>...</v>`)."""
+    text = "\n".join(c.lines)
+    if c.speaker is None:
+        return text
+    name = c.speaker.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"<v {name}>{text}</v>"
+
+
 def _txt(t: Transcript) -> str:
-    """One line per segment, as Whisper's own writer does: a long recording reads as lines, not one."""
+    """One line per segment, as Whisper's own writer does: a long recording reads as lines, not one.
+    Diarized, one line per speaker turn, begun with the speaker ("A: ...")."""
+    if any(s.speaker for s in t.segments):
+        turns: list[list[str]] = []
+        for s in t.segments:
+            if not s.text.strip():
+                continue
+            if turns and turns[-1][0] == s.speaker:
+                turns[-1].append(s.text.strip())
+            else:
+                turns.append([s.speaker or "?", s.text.strip()])
+        return "".join(f"{who}: {' '.join(texts)}\n" for who, *texts in turns)
     lines = [s.text.strip() for s in t.segments if s.text.strip()]
     return "\n".join(lines or [t.text]) + "\n"
 
@@ -80,6 +103,7 @@ def verbose_json(t: Transcript) -> dict:
                 "avg_logprob": s.avg_logprob,
                 "compression_ratio": s.compression_ratio,
                 "no_speech_prob": s.no_speech_prob,
+                **({"speaker": s.speaker} if s.speaker is not None else {}),
             }
             for s in t.segments
         ],
@@ -94,6 +118,26 @@ def verbose_json(t: Transcript) -> dict:
 def openai_json(t: Transcript) -> dict:
     """The OpenAI `json` transcription object, plus harken's timings (clients ignore extra keys)."""
     out = {"text": t.text, "usage": {"type": "duration", "seconds": round(t.duration, 3)}, "timings": t.timings.to_dict()}
+    if t.warnings:
+        out["warnings"] = [asdict(w) for w in t.warnings]
+    return out
+
+
+def diarized_json(t: Transcript) -> dict:
+    """The OpenAI `diarized_json` transcription object (TranscriptionDiarized): segments with
+    their speaker, plus harken's timings and warnings."""
+    out: dict = {
+        "task": "transcribe",
+        "duration": round(t.duration, 3),
+        "text": t.text,
+        "segments": [
+            {"type": "transcript.text.segment", "id": f"seg_{s.id:03d}", "start": s.start, "end": s.end,
+             "text": s.text, "speaker": s.speaker or "A"}
+            for s in t.segments if s.text
+        ],
+        "usage": {"type": "duration", "seconds": round(t.duration, 3)},
+        "timings": t.timings.to_dict(),
+    }
     if t.warnings:
         out["warnings"] = [asdict(w) for w in t.warnings]
     return out
@@ -117,8 +161,15 @@ WRITERS: dict[str, Writer] = {
         Writer("verbose_json", "verbose.json", "application/json", lambda t: json.dumps(verbose_json(t), ensure_ascii=False, indent=2) + "\n"),
         Writer("srt", "srt", "application/x-subrip; charset=utf-8", _srt),
         Writer("vtt", "vtt", "text/vtt; charset=utf-8", _vtt),
+        Writer("diarized_json", "diarized.json", "application/json",
+               lambda t: json.dumps(diarized_json(t), ensure_ascii=False, indent=2) + "\n"),
     )
 }
+
+
+def needs_speakers(name: str) -> bool:
+    """Whether a format only makes sense diarized (every front door asks this one place)."""
+    return name == "diarized_json"
 
 
 def get_writer(name: str) -> Writer:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harken.audio import Audio, AudioSource, RawAudio, read_audio
 from harken.diarization import MAX_REFERENCES, DiarizeOptions, SpeakerReference, check_reference, finish, speech_regions
 from harken.engines.base import Capability
@@ -19,8 +21,8 @@ from harken.runtime.cache import ResultCache, cache_key
 
 __all__ = ["SpeakerTask", "KnownSpeakers"]
 
-# Name -> a clip of that speaker (2-10 s), as a source or decoded Audio.
-KnownSpeakers = Mapping[str, "AudioSource | Audio"]
+# Name -> a clip of that speaker (2-10 s): a source, decoded Audio, or 16 kHz mono samples.
+KnownSpeakers = Mapping[str, "AudioSource | Audio | np.ndarray"]
 
 
 class SpeakerTask:
@@ -40,9 +42,14 @@ class SpeakerTask:
             )
         out = []
         for name, source in known.items():
-            audio = self._load_audio(source)
-            check_reference(name, audio.samples)
-            out.append(SpeakerReference(name.strip(), audio.samples, audio.sha256 or hashlib.sha256(audio.samples).hexdigest()))
+            if isinstance(source, np.ndarray):  # samples already: float32 mono 16 kHz
+                samples = np.asarray(source, dtype=np.float32).reshape(-1)
+                sha = hashlib.sha256(samples.tobytes()).hexdigest()
+            else:
+                audio = self._load_audio(source)
+                samples, sha = audio.samples, audio.sha256
+            check_reference(name, samples)
+            out.append(SpeakerReference(name.strip(), samples, sha))
         if len({r.name for r in out}) < len(out):
             raise InvalidOptionError("known speaker names must differ", param="known_speaker_names")
         return tuple(out)

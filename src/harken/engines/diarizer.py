@@ -170,7 +170,7 @@ def _cluster(embeddings: np.ndarray, options: DiarizeOptions) -> tuple[np.ndarra
         labels = _merge_small(sample, _ahc(sample, threshold=SAME_SPEAKER_DISTANCE), len(picked) / count)
         found = labels.max() + 1
         low = options.min_speakers or 1
-        high = min(options.max_speakers or found, len(sample))
+        high = min(options.max_speakers or len(sample), len(sample))
         if not low <= found <= high:
             if low > len(sample):
                 warnings.append(TranscriptWarning(
@@ -227,9 +227,9 @@ def _turns(
     for start, end in regions:
         speech[int(start / _FRAME_S) : int(np.ceil(end / _FRAME_S))] = True
     turns: list[SpeakerTurn] = []
-    for i in np.flatnonzero(speech):
+    for i in np.flatnonzero(speech).tolist():
         t = round(i * _FRAME_S, 3)
-        if turns and turns[-1].speaker == str(voice[i]) and abs(turns[-1].end - t) < 1e-6:
+        if turns and turns[-1].speaker == str(voice[i]) and abs(turns[-1].end - t) < 1e-6:  # the turn goes on
             turns[-1] = SpeakerTurn(turns[-1].start, round(min(duration, t + _FRAME_S), 3), turns[-1].speaker)
         else:
             turns.append(SpeakerTurn(t, round(min(duration, t + _FRAME_S), 3), str(voice[i])))
@@ -253,7 +253,8 @@ def _names(
                 out[k] = name
     letters = iter(_letters(set(out.values())))
     for k in order:
-        out.setdefault(k, next(letters))
+        if k not in out:
+            out[k] = next(letters)
     return out
 
 

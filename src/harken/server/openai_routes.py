@@ -12,7 +12,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, Field
 
 from harken.errors import HarkenError, InvalidOptionError, RequestTimeoutError
-from harken.formats import WRITERS, openai_json, verbose_json
+from harken.audio import read_audio
+from harken.diarization import MAX_REFERENCES, DiarizeOptions
+from harken.formats import WRITERS, diarized_json, needs_speakers, openai_json, verbose_json
 from harken.registry import ModelInfo
 from harken.server.errors import envelope, error_responses
 from harken.server.state import ClientGone, state_of
@@ -21,7 +23,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"])
 
-ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 
 _TEXT = {"schema": {"type": "string"}}
 # Open API 3.1 has an event stream's `schema` describe one event; each `data` is a JSON object.
@@ -58,14 +60,54 @@ async def transcriptions(
         Form(alias="timestamp_granularities[]", description="with verbose_json: word and/or segment", examples=[["word", "segment"]]),
     ] = None,
     stream: Annotated[bool, Form(description="answer as server-sent transcript.text events, each piece as it is decoded")] = False,
+    known_speaker_names: Annotated[list[str] | None, Form(
+        alias="known_speaker_names[]", description="with diarized_json: names for up to 4 voices, each matching a reference",
+        examples=[["agent"]])] = None,
+    known_speaker_references: Annotated[list[str] | None, Form(
+        alias="known_speaker_references[]", description="a data: URL of 2-10 s of audio per known speaker name")] = None,
+    chunking_strategy: Annotated[str | None, Form(
+        description="accepted for OpenAI compatibility; harken always cuts long audio at pauses")] = None,
+    diarize: Annotated[bool, Form(description="harken: give each segment its speaker in any response_format")] = False,
+    num_speakers: Annotated[int | None, Form(description="harken: exactly this many speakers", ge=1, le=32)] = None,
+    min_speakers: Annotated[int | None, Form(description="harken: at least this many speakers", ge=1, le=32)] = None,
+    max_speakers: Annotated[int | None, Form(description="harken: at most this many speakers", ge=1, le=32)] = None,
 ) -> Response:
     granularities = set(timestamp_granularities or [])
     if bad := granularities - {"word", "segment"}:
         raise InvalidOptionError(f"unknown timestamp granularity {sorted(bad)[0]!r}", param="timestamp_granularities")
+    known = _known_speakers(known_speaker_names or [], known_speaker_references or [])
+    speaker_counts = (num_speakers, min_speakers, max_speakers)
+    speakers = None
+    if diarize or known or needs_speakers(response_format) or any(speaker_counts):
+        speakers = DiarizeOptions(*speaker_counts)
+        if stream:
+            raise InvalidOptionError("a diarized transcript cannot be streamed; leave out stream", param="stream")
     return await _speech_to_text(
         request, "transcribe", file, model, response_format, stream, granularities,
         language=language, initial_prompt=prompt, temperature=temperature, word_timestamps="word" in granularities,
+        **({"diarize": speakers, "known_speakers": known} if speakers else {}),
     )
+
+
+def _known_speakers(names: list[str], references: list[str]) -> dict:
+    """Name -> the reference audio, read from its data: URL (never a path or a URL to fetch)."""
+    if len(names) != len(references):
+        raise InvalidOptionError(
+            f"{len(names)} known_speaker_names but {len(references)} known_speaker_references; give one reference per name",
+            param="known_speaker_references",
+        )
+    if len(names) > MAX_REFERENCES:
+        raise InvalidOptionError(
+            f"at most {MAX_REFERENCES} known speakers can be named, not {len(names)}", param="known_speaker_names"
+        )
+    known = {}
+    for name, ref in zip(names, references):
+        if not ref.startswith("data:"):
+            raise InvalidOptionError("each known_speaker_references entry must be a data: URL of audio", param="known_speaker_references")
+        known[name] = read_audio(ref, name=f"reference for {name}")
+    if len(known) < len(names):
+        raise InvalidOptionError("known speaker names must differ", param="known_speaker_names")
+    return known
 
 
 @router.post(
@@ -160,6 +202,8 @@ async def _speech_to_text(
     headers = state.record(request, transcript)
     if response_format == "json":
         return JSONResponse(openai_json(transcript), headers=headers)
+    if response_format == "diarized_json":
+        return JSONResponse(diarized_json(transcript), headers=headers)
     if response_format == "verbose_json":
         body = verbose_json(transcript)
         if granularities and "segment" not in granularities:
