@@ -75,4 +75,4 @@ def test_txt_is_one_line_per_segment(long_transcript):
 def test_unknown_format():
     with pytest.raises(InvalidOptionError, match="unknown format 'docx'"):
         get_writer("docx")
-    assert set(WRITERS) == {"txt", "json", "verbose_json", "srt", "vtt"}
+    assert set(WRITERS) == {"txt", "json", "verbose_json", "srt", "vtt", "diarized_json"}

@@ -1,8 +1,8 @@
 """What a batch runs over: a folder (recursively), a glob, or a manifest of paths.
 
 A manifest row may also set the row's own work with the command's option names: `task`
-(transcribe, translate, caption, ask, analyze), `language`, `question`, `schema`. An evaluation
-manifest's `task` (asr, exact, lid, classify, sound) says what `harken eval` scores the row for;
+(transcribe, translate, caption, ask, analyze, diarize), `language`, `question`, `schema`. An evaluation
+manifest's `task` (asr, exact, lid, classify, sound, diar) says what `harken eval` scores the row for;
 a batch runs its own task on such a row. Each distinct (path, work) is one item; a row that
 repeats an earlier one is reported and run once.
 """
@@ -19,11 +19,11 @@ from harken.inputs import MEDIA_SUFFIXES, unique_stem
 
 __all__ = ["BatchInputs", "BatchRow", "TASKS", "TASK_OPTIONS", "expand_inputs", "output_name"]
 
-TASKS = ("transcribe", "translate", "caption", "ask", "analyze")
+TASKS = ("transcribe", "translate", "caption", "ask", "analyze", "diarize")
 ROW_FIELDS = ("task", "language", "question", "schema")  # what a manifest row may set for itself
 TASK_OPTIONS = {"transcribe": ("language",), "translate": ("language",), "caption": (), "ask": ("question",),
-                "analyze": ("schema",)}
-_EVAL_TASKS = ("asr", "exact", "lid", "classify", "sound")
+                "analyze": ("schema",), "diarize": ()}
+_EVAL_TASKS = ("asr", "exact", "lid", "classify", "sound", "diar")
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,18 @@ from typing import Any
 from harken.audio import AudioSource
 from harken.batch.inputs import TASK_OPTIONS, TASKS, BatchInputs, BatchRow, output_name
 from harken.batch.jobstore import Item, JobStore, Key
+from harken.diarization import DiarizeOptions, rttm
 from harken.errors import HarkenError, InvalidOptionError
 from harken.files import write_atomic
 from harken.formats import get_writer
 from harken.service import Service
 
-__all__ = ["BatchSpec", "BatchProgress", "run_batch", "row_spec", "STORE_NAME", "SUMMARY_NAME"]
+__all__ = ["BatchSpec", "BatchProgress", "run_batch", "row_spec", "default_format", "STORE_NAME", "SUMMARY_NAME"]
 
 STORE_NAME = ".harken-batch.sqlite"
 SUMMARY_NAME = "summary.jsonl"
 _PART = ".part"  # suffix of an output still being written; a killed run leaves these behind
+DIARIZE_FORMATS = ("rttm", "json")
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,28 @@ class BatchSpec:
     task: str = "transcribe"
     model: str | None = None
     format: str = "json"
-    options: dict[str, Any] = field(default_factory=dict)  # question, schema, language, ...
+    options: dict[str, Any] = field(default_factory=dict)  # question, schema, language, num_speakers, ...
     workers: int = 1
     max_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}", param="task")
+        if self.task == "diarize":  # turns, not a transcript: the transcript writers do not apply
+            if self.format not in DIARIZE_FORMATS:
+                raise InvalidOptionError(f"diarize writes {' or '.join(DIARIZE_FORMATS)}, not {self.format!r}", param="format")
+            DiarizeOptions.build(**self.options)  # a bad speaker count stops the run, not each input
+            return
         if self.task in ("caption", "ask", "analyze") and self.format not in ("json", "txt"):
             raise InvalidOptionError(f"{self.task} writes json or txt, not {self.format!r}", param="format")
         get_writer(self.format)
         if self.task == "ask" and not self.options.get("question"):
             raise InvalidOptionError("ask needs a question", param="question")
+
+
+def default_format(task: str) -> str:
+    """The format when none is asked for: RTTM for diarization (what scoring tools read), else JSON."""
+    return "rttm" if task == "diarize" else "json"
 
 
 @dataclass
@@ -125,11 +137,15 @@ def _settle(store: JobStore, output: Path, spec: BatchSpec, item: Item, future: 
         store.failed(item, f"internal error: {type(exc).__name__}: {exc}")
         progress.failed += 1
         return
-    write_atomic(output / f"{item.output}.{get_writer(spec.format).extension}", data, durable=True, suffix=_PART)
+    write_atomic(output / f"{item.output}.{_extension(spec.format)}", data, durable=True, suffix=_PART)
     store.done(item, audio_s, inference_s)
     progress.done += 1
     progress.audio_s += audio_s
     progress.inference_s += inference_s
+
+
+def _extension(fmt: str) -> str:
+    return "rttm" if fmt == "rttm" else get_writer(fmt).extension
 
 
 def row_spec(spec: BatchSpec, work: str) -> BatchSpec:
@@ -164,6 +180,12 @@ def _process(service: Service, spec: BatchSpec, item: Item, source: AudioSource)
         run = service.translate if spec.task == "translate" else service.transcribe
         t = run(source, model=spec.model, **opts)
         return get_writer(spec.format).render(t).encode(), t.duration, t.timings.inference_s
+    if spec.task == "diarize":
+        d = service.diarize(source, model=spec.model, **opts)
+        # The RTTM's file id is the output's name, so the file and the recording it names agree.
+        text = rttm(d, item.output or Path(item.input).stem) if spec.format == "rttm" else (
+            json.dumps(d.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        return text.encode(), d.duration, d.timings.inference_s
     if spec.task == "ask":
         question = opts.pop("question")
         r = service.ask(source, question, model=spec.model, **opts)

@@ -36,13 +36,17 @@ def ray_work(spec: BatchSpec, settings: Settings, *, address: str | None = None,
 
             self.service = Service(Settings.model_validate_json(settings_json))
             self.spec = spec
-            self.service.registry.load(spec.model)  # one loaded model per actor, loaded once
+            model = spec.model
+            if model is None and spec.task == "diarize":  # the default model transcribes; this task needs the diarizer
+                model = self.service.settings.default_diarizer
+            self.service.registry.load(model)  # one loaded model per actor, loaded once
 
-        def process(self, path: str, work: str = ""):
+        def process(self, path: str, work: str = "", output: str = ""):
             from harken.batch.local import _process
 
             try:
-                item = Item(path, 0, "", "running", 0, None, None, None, work)  # work: a manifest row's own task/options
+                # work: a manifest row's own task/options; output: the name an RTTM gives its recording
+                item = Item(path, 0, output, "running", 0, None, None, None, work)
                 return "ok", _process(self.service, self.spec, item, path)
             except HarkenError as exc:  # carried back as data: Ray would wrap the exception type
                 return "error", (type(exc).__name__, exc.message)
@@ -62,7 +66,7 @@ def ray_work(spec: BatchSpec, settings: Settings, *, address: str | None = None,
     def work(item: Item) -> tuple[bytes, float, float]:
         actor = pool.get()
         try:
-            status, value = ray.get(actor.process.remote(item.input, item.work))
+            status, value = ray.get(actor.process.remote(item.input, item.work, item.output))
         finally:
             pool.put(actor)
         if status == "error":

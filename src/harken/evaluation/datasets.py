@@ -1,10 +1,13 @@
-"""Labelled audio in three layouts: a folder pair, a JSON-lines manifest, a CSV.
+"""Labelled audio in four layouts: a folder pair, a diarization folder, a JSON-lines manifest, a CSV.
 
 - folder pair: audio files in one folder (searched recursively) and one UTF-8 `.txt` per clip,
   with the same stem, in another (DATA/audio + DATA/labels, or two folders given apart); a
   multi-line label is joined with spaces;
+- diarization folder: audio files (searched recursively) with a same-stem `.rttm` reference
+  beside each, and optionally a `.uem` that limits scoring to its regions (task `diar`);
 - JSON lines: one object per line with `path` (absolute or relative to the manifest),
-  `reference`, and optionally `task` and `language`;
+  `reference`, and optionally `task` and `language`; a `diar` row's reference is RTTM text,
+  and its optional `uem` is UEM text;
 - CSV with the same columns and a header row.
 
 What cannot be used (a clip without a label, a label without a clip, a bad line, a label that
@@ -22,11 +25,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harken.diarization import parse_rttm
 from harken.errors import ForbiddenError, InvalidOptionError, PayloadTooLargeError
 from harken.files import PathGuard, describe_os_error
 from harken.inputs import AUDIO_SUFFIXES
+from harken.results import SpeakerTurn
 
-__all__ = ["Example", "Dataset", "load_dataset", "AUDIO_SUFFIXES"]
+__all__ = ["Example", "Dataset", "load_dataset", "AUDIO_SUFFIXES", "reference_turns", "scored_regions"]
+
+DIAR = "diar"  # the task of a diarization clip: its reference is RTTM text
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class Example:
     reference: str
     task: str | None = None
     language: str | None = None
+    uem: str | None = None  # diarization only: UEM text, the regions scored (None: the whole clip)
 
     @property
     def id(self) -> str:
@@ -49,7 +57,7 @@ class Dataset:
 
 
 def load_dataset(data: str | Path, labels: str | Path | None = None, *, guard: PathGuard | None = None) -> Dataset:
-    """A dataset from a folder pair, a .jsonl manifest or a .csv (see the module notes)."""
+    """A dataset from a folder pair, a diarization folder, a .jsonl manifest or a .csv (see the module notes)."""
     guard = guard or PathGuard()
     path = Path(data)
     if labels is not None:
@@ -60,7 +68,12 @@ def load_dataset(data: str | Path, labels: str | Path | None = None, *, guard: P
             for manifest in ("manifest.jsonl", "manifest.csv"):
                 if (path / manifest).is_file():
                     return load_dataset(path / manifest, guard=guard)
-            raise InvalidOptionError(f"{path} has neither audio/ and labels/ folders nor a manifest", param="data")
+            if any(path.rglob("*.rttm")):
+                return _checked(_diar_folder(path, guard))
+            raise InvalidOptionError(
+                f"{path} has neither audio/ and labels/ folders, a manifest, nor .rttm references beside its audio",
+                param="data",
+            )
         return _checked(_folder_pair(audio, gt, guard))
     if not path.exists():
         raise InvalidOptionError(f"{path}: no such file or folder", param="data")
@@ -113,6 +126,84 @@ def _folder_pair(audio_dir: Path, label_dir: Path, guard: PathGuard) -> Dataset:
     return dataset
 
 
+def _diar_folder(folder: Path, guard: PathGuard) -> Dataset:
+    """Each clip scored against the `.rttm` beside it, within the `.uem` beside it if there is one."""
+    clips = [p for p in sorted(folder.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
+    dataset = Dataset(str(folder), [])
+    for clip in clips:
+        beside = {what: clip.with_suffix(f".{what.lower()}") for what in ("RTTM", "UEM")}
+        if not beside["RTTM"].is_file():
+            dataset.problems.append(f"{clip.name}: no reference {beside['RTTM'].name} beside it")
+            continue
+        texts: dict[str, str | None] = {"RTTM": None, "UEM": None}
+        for what, file in beside.items():
+            if what == "UEM" and not file.exists():
+                continue
+            texts[what], problem = _read_text(file, guard)
+            if problem is not None:
+                dataset.problems.append(f"{file.name}: {problem}")
+                break
+        else:
+            example = Example(clip, texts["RTTM"] or "", DIAR, None, texts["UEM"])
+            if (bad := _diar_problem(example)) is not None:
+                dataset.problems.append(f"{beside[bad[0]].name}: {bad[1]}")
+                continue
+            dataset.examples.append(example)
+    stems = {c.with_suffix("") for c in clips}
+    dataset.problems += [f"{p.name}: no audio clip" for p in sorted(folder.rglob("*.rttm")) if p.with_suffix("") not in stems]
+    return dataset
+
+
+def reference_turns(example: Example) -> list[SpeakerTurn]:
+    """The reference turns of a diarization clip: its RTTM's lines for the clip's stem, or for
+    the RTTM's only file id when none has the stem (a reference kept beside or with its clip is
+    that clip's, whatever the file was called when it was annotated)."""
+    return _for_clip(parse_rttm(example.reference), example, "RTTM")
+
+
+def scored_regions(example: Example) -> list[tuple[float, float]] | None:
+    """The (start, end) seconds the UEM scores, by the same file-id rule as the RTTM; None
+    without a UEM, which scores the whole clip."""
+    if example.uem is None:
+        return None
+    by_file: dict[str, list[tuple[float, float]]] = {}
+    for number, line in enumerate(example.uem.splitlines(), start=1):
+        parts = line.split()
+        if not parts or parts[0].startswith(";;"):
+            continue
+        try:
+            start, end = float(parts[2]), float(parts[3])
+        except (IndexError, ValueError):
+            raise InvalidOptionError(f"UEM line {number} is not 'file channel start end'") from None
+        if not 0 <= start < end:
+            raise InvalidOptionError(f"UEM line {number} has no region ({start:g} to {end:g} s)")
+        by_file.setdefault(parts[0], []).append((start, end))
+    return _for_clip(by_file, example, "UEM")
+
+
+def _for_clip(by_file: dict, example: Example, what: str) -> list:
+    stem = example.path.stem
+    if stem in by_file:
+        return by_file[stem]
+    if len(by_file) == 1:
+        return next(iter(by_file.values()))
+    if not by_file:
+        raise InvalidOptionError(f"the {what} has no lines to score against")
+    raise InvalidOptionError(f"the {what} names {len(by_file)} files and none is {stem!r}")
+
+
+def _diar_problem(example: Example) -> tuple[str, str] | None:
+    """(RTTM or UEM, why) a diarization clip cannot be scored, or None. Checked as the dataset
+    loads, so a malformed reference is one problem reported up front, not a failure per model; a
+    reference with no SPEAKER lines is refused too, since DER has no reference speech to divide by."""
+    for what, check in (("RTTM", reference_turns), ("UEM", scored_regions)):
+        try:
+            check(example)
+        except InvalidOptionError as exc:
+            return what, exc.message
+    return None
+
+
 def _jsonl_rows(text: str):
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -142,5 +233,10 @@ def _manifest(path: Path, rows) -> Dataset:
             continue
         clip = Path(row["path"])
         clip = clip if clip.is_absolute() else path.parent / clip
-        dataset.examples.append(Example(clip, str(row["reference"]), row.get("task") or None, row.get("language") or None))
+        uem = row.get("uem") if isinstance(row.get("uem"), str) and row["uem"].strip() else None
+        example = Example(clip, str(row["reference"]), row.get("task") or None, row.get("language") or None, uem)
+        if example.task == DIAR and (bad := _diar_problem(example)) is not None:
+            dataset.problems.append(f"{path.name} line {n}: {bad[1]}")
+            continue
+        dataset.examples.append(example)
     return dataset

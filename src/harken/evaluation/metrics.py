@@ -1,15 +1,24 @@
-"""Scores: WER/CER with jiwer, exact match as local runners report it, accuracy, macro-F1."""
+"""Scores: WER/CER with jiwer, exact match as local runners report it, accuracy, macro-F1, and
+diarization error rate with pyannote.metrics."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from harken.errors import InvalidOptionError, MissingExtraError, needs_extra
+from harken.errors import InvalidOptionError, MissingExtraError, needs_extra, require
+from harken.results import SpeakerTurn
 
-__all__ = ["normaliser", "wer_cer", "exact_match", "exact_key", "classification", "latency", "normalise_exact"]
+__all__ = ["normaliser", "wer_cer", "exact_match", "exact_key", "classification", "latency", "normalise_exact",
+           "DiarErrors", "DiarScore", "DiarizationScorer", "COLLAR_S"]
+
+# pyannote's collar is the whole width forgiven around each reference boundary: 0.5 is +-0.25 s,
+# what md-eval and most papers call "a 0.25 s collar". Overlapping speech is scored.
+COLLAR_S = 0.5
 
 
 def normaliser(name: str) -> Callable[[str], str]:
@@ -92,3 +101,67 @@ def latency(seconds: list[float], audio_s: list[float]) -> dict[str, float | Non
         "latency_p95_s": float(np.percentile(arr, 95)),
         "rtf": float(arr.sum() / max(sum(audio_s), 1e-9)),
     }
+
+
+@dataclass(frozen=True)
+class DiarErrors:
+    """Diarization error rate and its parts, each a share of the reference speech scored."""
+
+    der: float
+    missed: float
+    false_alarm: float
+    speaker_confusion: float
+
+    @classmethod
+    def of(cls, components: Any) -> DiarErrors:
+        total = components["total"]
+
+        def share(name: str) -> float:
+            return float(components[name] / total) if total else 0.0
+        return cls(float(components["diarization error rate"]), share("missed detection"), share("false alarm"),
+                   share("confusion"))
+
+
+@dataclass(frozen=True)
+class DiarScore(DiarErrors):
+    """One clip's errors, and how many speakers speak in its scored regions by the reference and
+    by the diarizer."""
+
+    reference_speakers: int
+    found_speakers: int
+
+
+class DiarizationScorer:
+    """DER clip by clip, accumulated over the clips for the pooled DER (total error over total
+    reference speech, so a long clip weighs more than a short one, as md-eval pools)."""
+
+    def __init__(self, collar: float = COLLAR_S) -> None:
+        diarization = require("pyannote.metrics.diarization", "eval", "scoring diarization (DER)")
+        self._core = require("pyannote.core", "eval", "scoring diarization (DER)")
+        self._metric = diarization.DiarizationErrorRate(collar=collar, skip_overlap=False)
+
+    def score(self, uri: str, reference: Sequence[SpeakerTurn], found: Sequence[SpeakerTurn],
+              regions: Sequence[tuple[float, float]] | None, duration: float) -> DiarScore:
+        """Score `found` against `reference` within `regions` (None: the whole clip, which runs to
+        `duration` or to the last turn if that is later, so no reference speech goes unscored)."""
+        core = self._core
+        if regions is None:
+            regions = [(0.0, max([duration, *(t.end for t in reference), *(t.end for t in found)]))]
+        uem = core.Timeline([core.Segment(a, b) for a, b in regions], uri=uri).support()
+        ref, hyp = self._annotation(uri, reference), self._annotation(uri, found)
+        components = self._metric(ref, hyp, uem=uem, detailed=True)
+        errors = DiarErrors.of(components)
+        return DiarScore(**asdict(errors), reference_speakers=len(ref.crop(uem).labels()),
+                         found_speakers=len(hyp.crop(uem).labels()))
+
+    def pooled(self) -> DiarErrors:
+        """The accumulated errors of every clip scored so far."""
+        return DiarErrors.of({**{name: self._metric[name] for name in self._metric.components_},
+                              "diarization error rate": abs(self._metric)})
+
+    def _annotation(self, uri: str, turns: Sequence[SpeakerTurn]):
+        annotation = self._core.Annotation(uri=uri)
+        for track, turn in enumerate(turns):
+            if turn.end > turn.start:
+                annotation[self._core.Segment(turn.start, turn.end), track] = turn.speaker
+        return annotation

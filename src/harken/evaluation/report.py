@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+from harken.diarization import parse_rttm
 from harken.evaluation import metrics
 from harken.evaluation.run import EvalReport
 from harken.files import write_atomic
@@ -26,10 +27,14 @@ _WORST = 30  # clips in the per-clip WER chart; the tables below have them all
 # Summary columns: (key, heading, how it is shown)
 _PERCENT, _SECONDS, _PLAIN = "percent", "seconds", "plain"
 _SUMMARY = (("count", "clips", _PLAIN), ("failed", "failed", _PLAIN), ("cached", "cached", _PLAIN),
-            ("wer", "WER", _PERCENT), ("cer", "CER", _PERCENT), ("accuracy", "accuracy", _PERCENT),
+            ("wer", "WER", _PERCENT), ("cer", "CER", _PERCENT), ("der", "DER", _PERCENT), ("missed", "missed", _PERCENT),
+            ("false_alarm", "false alarm", _PERCENT), ("speaker_confusion", "confusion", _PERCENT),
+            ("speaker_count_accuracy", "speaker count right", _PERCENT), ("accuracy", "accuracy", _PERCENT),
             ("macro_f1", "macro-F1", _PERCENT), ("precision", "precision", _PERCENT), ("recall", "recall", _PERCENT),
             ("f1", "F1", _PERCENT), ("latency_mean_s", "latency mean", _SECONDS), ("latency_p50_s", "p50", _SECONDS),
             ("latency_p95_s", "p95", _SECONDS), ("rtf", "RTF", _PLAIN))
+# A diarization score's parts, as charts and clips name them
+_DER_PARTS = (("der", "DER"), ("missed", "missed"), ("false_alarm", "false alarm"), ("speaker_confusion", "confusion"))
 
 
 def write_json(reports: list[EvalReport], path: Path) -> None:
@@ -52,6 +57,9 @@ def write_html(reports: list[EvalReport], path: Path) -> None:
     count = len(first.details)
     models = ", ".join(r.model for r in reports)
     normaliser = f"; normaliser {html.escape(str(first.options.get('normalizer')))}" if first.task in ("asr", "exact") else ""
+    if first.task == "diar":
+        collar = float(first.options.get("collar_s") or 0.0)
+        normaliser = f"; collar {collar:g} s (&plusmn;{collar / 2:g} s around each reference boundary), overlap scored"
     parts = [f"<h1>harken evaluation: {html.escape(first.task)} on {html.escape(first.dataset)}</h1>",
              f"<p class=muted>{count} clips; {html.escape(models)}{normaliser}</p>",
              "<h2>Summary</h2>", _summary_table(reports), "<h2>Charts</h2>", _charts(reports)]
@@ -80,7 +88,7 @@ def write_html(reports: list[EvalReport], path: Path) -> None:
 # --- pieces -----------------------------------------------------------------------------------
 
 def _score_key(task: str) -> str:
-    return {"asr": "wer", "exact": "match"}.get(task, "correct")
+    return {"asr": "wer", "exact": "match", "diar": "der"}.get(task, "correct")
 
 
 def _differing(reports: list[EvalReport]) -> list[int]:
@@ -95,7 +103,7 @@ def _spread(reports: list[EvalReport], i: int) -> float:
 
 
 def _sort_value(task: str, detail: dict) -> float | None:
-    """A number to sort a clip by for one model: its WER, or 0 for a match / correct answer and 1
+    """A number to sort a clip by for one model: its WER or DER, or 0 for a match / correct answer and 1
     for a miss; None when the clip failed."""
     value = detail.get(_score_key(task))
     if value is None:
@@ -136,13 +144,11 @@ def _charts(reports: list[EvalReport]) -> str:
     if first.task in ("asr", "exact"):
         rows = [(r.model, [(n, r.summary.get("wer"), "WER"), (n, r.summary.get("cer"), "CER")]) for n, r in enumerate(reports)]
         out.append(_bars("Corpus WER and CER by model", rows, percent=True))
-        shown = sorted(range(len(first.details)), key=lambda i: -max((r.details[i].get("wer") or 0.0) for r in reports))
-        shown = [i for i in shown if any(r.details[i].get("wer") is not None for r in reports)][:_WORST]
-        if shown:
-            title = "WER per clip" + (f" (the {len(shown)} worst of {len(first.details)})" if len(first.details) > len(shown) else "")
-            rows = [(Path(first.details[i]["path"]).name, [(n, r.details[i].get("wer"), "") for n, r in enumerate(reports)])
-                    for i in shown]
-            out.append(_bars(title, rows, percent=True))
+        out += _per_clip(reports, "wer", "WER")
+    elif first.task == "diar":
+        rows = [(r.model, [(n, r.summary.get(k), tag) for k, tag in _DER_PARTS]) for n, r in enumerate(reports)]
+        out.append(_bars("Pooled DER and its parts by model", rows, percent=True))
+        out += _per_clip(reports, "der", "DER")
     else:
         rows = [(r.model, [(n, r.summary.get("accuracy"), "accuracy")]) for n, r in enumerate(reports)]
         out.append(_bars("Accuracy by model", rows, percent=True))
@@ -152,6 +158,18 @@ def _charts(reports: list[EvalReport]) -> str:
     out.append(_bars("Latency per clip (p50, p95)", rows, percent=False))
     legend = "".join(f"{_swatch(n)}{html.escape(r.model)} " for n, r in enumerate(reports))
     return f"<p class=muted>{legend}</p><div class=charts>" + "".join(out) + "</div>"
+
+
+def _per_clip(reports: list[EvalReport], key: str, name: str) -> list[str]:
+    """A chart of the clips with the highest `key` (WER, DER) by any model, or none if no clip scored."""
+    details = reports[0].details
+    shown = sorted(range(len(details)), key=lambda i: -max((r.details[i].get(key) or 0.0) for r in reports))
+    shown = [i for i in shown if any(r.details[i].get(key) is not None for r in reports)][:_WORST]
+    if not shown:
+        return []
+    title = f"{name} per clip" + (f" (the {len(shown)} worst of {len(details)})" if len(details) > len(shown) else "")
+    rows = [(Path(details[i]["path"]).name, [(n, r.details[i].get(key), "") for n, r in enumerate(reports)]) for i in shown]
+    return [_bars(title, rows, percent=True)]
 
 
 def _bars(title: str, rows: list[tuple[str, list[tuple[int, float | None, str]]]], *, percent: bool) -> str:
@@ -207,16 +225,38 @@ def _clip_table(reports: list[EvalReport], rows: list[int], base: Path, name: st
         body.append(
             f"<tr {' '.join(sort_keys)}><td class=clip><div class=name title='{html.escape(str(clip))}'>{html.escape(clip.name)}</div>"
             f"<audio controls preload=none src='{html.escape(_audio_src(clip, base))}'></audio></td>"
-            f"<td>{html.escape(detail['reference'])}</td>{''.join(cells)}</tr>"
+            f"<td>{_reference(reports[0].task, detail)}</td>{''.join(cells)}</tr>"
         )
-    return f"{_KEY}<table class=clips data-name={name}><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    key = "" if reports[0].task == "diar" else _KEY
+    return f"{key}<table class=clips data-name={name}><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _reference(task: str, detail: dict) -> str:
+    """The reference as a person reads it: the text, or for diarization what its RTTM holds
+    (the RTTM itself is in the JSON report)."""
+    if task != "diar":
+        return html.escape(detail["reference"])
+    return html.escape(_turns_summary(detail["reference"]))
+
+
+def _turns_summary(rttm_text: str) -> str:
+    turns = [t for ts in parse_rttm(rttm_text).values() for t in ts]
+    speakers = len({t.speaker for t in turns})
+    return (f"{speakers} speaker{'s' * (speakers != 1)}, {len(turns)} turn{'s' * (len(turns) != 1)} "
+            f"totalling {sum(t.end - t.start for t in turns):.1f} s")
 
 
 def _hypothesis(task: str, detail: dict, key: Callable[[str], str]) -> str:
     if detail.get("error") is not None:
         return f"<span class=err>failed: {html.escape(detail['error']['message'])}</span>"
     hypothesis = str(detail.get("hypothesis"))
-    if task in ("asr", "exact"):
+    if task == "diar":
+        found, wanted = detail["found_speakers"], detail["reference_speakers"]
+        parts = ", ".join(f"{tag} {detail[k] * 100:.1f} %" for k, tag in _DER_PARTS[1:])
+        text = (f"found {found} speaker{'s' * (found != 1)} (reference {wanted}); {parts}"
+                f"<div class=muted>{html.escape(_turns_summary(hypothesis))}</div>")
+        score, good = f"DER {detail['der'] * 100:.1f} %", detail["der"] == 0
+    elif task in ("asr", "exact"):
         text = _word_diff(detail["reference"], hypothesis, key)
         score = (f"WER {detail['wer'] * 100:.1f} %" if task == "asr" else "match" if detail.get("match") else "miss")
         good = detail.get("wer") == 0 if task == "asr" else bool(detail.get("match"))
