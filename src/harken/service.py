@@ -20,55 +20,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from harken.audio import Audio, AudioSource, RawAudio, read_audio
 from harken.audio.isolation import make_decoder
 from harken.checks import installed_model, language_mismatch
-from harken.audio.encode import encode, encode_stream, get_speech_format
 from harken.config import Settings
 from harken.engines.base import Capability, EngineTranscript, OnProgress, TranscribeOptions, Watch
-from harken.engines.piper import SpeakOptions, check_text, pieces
-from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart, Waveform
+from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart
 from harken.diarization import DiarizeOptions, assign_speakers
 from harken.errors import (
-    AudioTooLongError, CapabilityError, InvalidOptionError, UnknownModelError, UnsupportedModelError, install_command,
+    AudioTooLongError, CapabilityError, InvalidOptionError, install_command,
 )
 from harken.tasks import CAPTION_PROMPT, analyze_prompt, load_schema, parse_analysis
 from harken.windows import map_reduce, window_of
-from harken.registry import OPENAI_VOICES, LoadedModel, ModelEntry, Registry
+from harken.registry import LoadedModel, ModelEntry, Registry
 from harken.results import ChatResult, Diarization, LanguageGuess, SpeechAudio, Timings, Transcript, TranscriptWarning
 from harken.runtime.cache import ResultCache, cache_key
 from harken.runtime.scheduler import BatchHook, Scheduler
 from harken.speaker_task import KnownSpeakers, SpeakerTask
+from harken.speech_task import SpeakAnswer, SpeechTask, Spoken, VoiceChoice, speak_answer, speech_format
 
 __all__ = ["Service", "ChatTurn", "SpeakAnswer", "VoiceChoice"]
 
 # What a caller names when it means "whatever the default model is" (OpenAI clients send whisper-1).
 DEFAULT_NAMES = ("whisper-1", "default")
-
-
-@dataclass(frozen=True)
-class SpeakAnswer:
-    """Ask for a chat answer spoken as well as written (`ChatResult.speech`). `voice`: one of the
-    model's own speakers when it has a talker (Qwen2.5-Omni: Chelsie, Ethan), else a Piper voice;
-    None or a stock OpenAI name: the model's own default speaker, or else the default Piper voice.
-    `format`: mp3, opus, aac, flac, wav, pcm (pcm16 is OpenAI's name for pcm)."""
-
-    voice: str | None = None
-    format: str = "wav"
-
-
-@dataclass(frozen=True)
-class VoiceChoice:
-    """Who speaks: a chat model's own talker as `speaker`, or (speaker None) the Piper voice `entry`."""
-
-    entry: ModelEntry  # the talker model, or the Piper voice
-    speaker: str | None = None
-
-    @property
-    def own(self) -> bool:
-        return self.speaker is not None
 
 
 class ChatTurn:
@@ -117,15 +92,7 @@ class _PendingChat:
     audio_s: float
     audio_sha256: tuple[str, ...]
     future: Future
-    speak: _Spoken | None = None
-
-
-@dataclass(frozen=True)
-class _Spoken:
-    """A spoken answer asked for, and who speaks it."""
-
-    request: SpeakAnswer
-    choice: VoiceChoice
+    speak: Spoken | None = None
 
 
 @dataclass
@@ -168,6 +135,7 @@ class Service:
             batch_window_ms=sched.batch_window_ms,
             on_batch=on_batch,
         )
+        self.speech = SpeechTask(self.registry, self.scheduler)
 
     def load_model(self, model: str | Path | None = None) -> LoadedModel:
         return self.registry.load(model)
@@ -324,7 +292,7 @@ class Service:
         (True, or a SpeakAnswer naming voice and format) the answer is also spoken, in
         `result.speech`: by the model's own talker where it has one, else by a Piper voice."""
         opts = _chat_options(options)
-        return self._chat_wait(self._chat_begin(messages, model, use_cache, on_text, opts, "chat", speak=_speak_answer(speak)))
+        return self._chat_wait(self._chat_begin(messages, model, use_cache, on_text, opts, "chat", speak=speak_answer(speak)))
 
     async def chat_async(
         self, messages: list[ChatMessage], *, model: str | Path | None = None, use_cache: bool = True,
@@ -341,7 +309,7 @@ class Service:
         any answer streams. Await `turn.result()` for the answer; cancelling that await cancels queued work."""
         opts = _chat_options(options)
         begun = await asyncio.to_thread(self._chat_begin, messages, model, use_cache, on_text, opts, "chat",
-                                        speak=_speak_answer(speak))
+                                        speak=speak_answer(speak))
         return ChatTurn(self, begun)
 
     def ask(self, source: AudioSource | Audio, question: str, *, model: str | Path | None = None, **options: Any) -> ChatResult:
@@ -406,8 +374,8 @@ class Service:
             )
         spoken = None
         if speak is not None:  # who speaks is settled (and a bad voice or format refused) before any work
-            _speech_format(speak.format)
-            spoken = _Spoken(speak, self.choose_voice(speak.voice, entry.name))
+            speech_format(speak.format)
+            spoken = Spoken(speak, self.speech.choose_voice(speak.voice, entry.name))
         # The model's own voice, made with the answer in one generation (another talker model named
         # as the voice reads this model's answer afterwards).
         own = spoken is not None and spoken.choice.own and spoken.choice.entry.name == entry.name
@@ -431,7 +399,7 @@ class Service:
                     on_text(cached.text)
                 done = time.perf_counter()
                 cached = cached.with_timings(Timings(decoded - start, 0.0, done - start, audio_s, cache_hit=True))
-                return cached if spoken is None else self._spoken(cached, spoken)
+                return cached if spoken is None else self.speech.spoken(cached, spoken)
         if own:
             speaker = spoken.choice.speaker
             call = lambda: engine.chat(messages, options, on_text, voice=speaker)  # noqa: E731
@@ -443,7 +411,7 @@ class Service:
 
     def _long_chat(
         self, messages: list[ChatMessage], entry: ModelEntry, use_cache: bool, on_text: OnText | None,
-        options: ChatOptions, window: float, start: float, spoken: _Spoken | None = None,
+        options: ChatOptions, window: float, start: float, spoken: Spoken | None = None,
     ) -> _LongChat:
         """The conversation once per window of its long audio part, then merged (or aggregated
         under a schema); only the merged answer streams, and only it is spoken."""
@@ -488,7 +456,7 @@ class Service:
             if schema is not None and on_text is not None:
                 on_text(result.text)  # the aggregate exists only once every window is in
             if spoken is not None:  # the merge turn spoke its answer; an aggregate is read out now
-                result = replace(result, speech=merged_speech[-1]) if merged_speech else self._spoken(result, spoken)
+                result = replace(result, speech=merged_speech[-1]) if merged_speech else self.speech.spoken(result, spoken)
             return result
 
         return _LongChat(entry, self._windows.submit(run), cancelled)
@@ -519,129 +487,28 @@ class Service:
         )
         if pending.key is not None:
             self.cache.put(pending.key, answer.to_dict())
-        return answer if pending.speak is None else self._spoken(answer, pending.speak, reply.speech)
+        return answer if pending.speak is None else self.speech.spoken(answer, pending.speak, reply.speech)
 
-    def _spoken(self, result: ChatResult, spoken: _Spoken, wave: Waveform | None = None) -> ChatResult:
-        """`result` with its answer spoken: `wave` when the talker made it with the text, else read
-        out by the chosen voice. No speech when the answer holds nothing to say."""
-        start = time.perf_counter()
-        fmt = _speech_format(spoken.request.format)
-        choice = spoken.choice
-        try:
-            if choice.own and wave is None:
-                replies = list(self._own_voice(choice, result.text))
-                wave = _joined([r.speech for r in replies if r.speech is not None], replies[0].speech.rate)
-            if wave is not None:
-                samples, rate = wave.samples, wave.rate
-            else:
-                samples, rate = self._piper_samples(self.registry.load(choice.entry.name).engine, result.text, 1.0)
-        except InvalidOptionError:  # an empty answer, or only symbols: nothing to say
-            return result
-        synthesised = time.perf_counter()
-        speech = _encoded(samples, rate, fmt, choice, result.text, start, synthesised)
-        return replace(result, speech=speech)
-
-    # --- speech out ----------------------------------------------------------------------------
+    # --- speech out (speech_task.SpeechTask) ---------------------------------------------------
 
     def choose_voice(self, voice: str | Path | None = None, model: str | Path | None = None) -> VoiceChoice:
-        """Who speaks, decided here and nowhere else. A `model` with a talker (a full Qwen2.5-Omni
-        checkpoint) speaks in its own voice: `voice` is then one of its speakers (any case), None or
-        a stock OpenAI name (its default speaker), or a Piper voice (which reads instead). Any other
-        model (none, tts-1, one without a talker) leaves the voice to Piper, unless `voice` names a
-        talker model: that model's default speaker. A bad voice is an InvalidOptionError."""
-        talker = self._talker(model) if model is not None else None
-        if talker is None and voice is not None:  # `harken speak --voice omni`, or tts-1 with voice omni
-            talker = self._talker(voice)
-            voice = None if talker is not None else voice
-        if talker is None:
-            return VoiceChoice(self.registry.resolve_voice(voice))
-        entry, engine = talker
-        if voice is None or str(voice) in OPENAI_VOICES:
-            return VoiceChoice(entry, engine.default_voice)
-        speaker = {v.lower(): v for v in engine.voices}.get(str(voice).lower())
-        if speaker is not None:
-            return VoiceChoice(entry, speaker)
-        try:
-            return VoiceChoice(self.registry.resolve_voice(voice))
-        except InvalidOptionError:
-            raise InvalidOptionError(
-                f"unknown voice {str(voice)!r}: {entry.name} speaks as {', '.join(engine.voices)} "
-                "(or name a Piper voice; `harken voices` lists them)", param="voice",
-            ) from None
-
-    def _talker(self, name: str | Path) -> tuple[ModelEntry, Any] | None:
-        """The entry and engine of `name` when it is a chat model with its own voice."""
-        try:
-            entry = self.registry.resolve(name)
-        except (UnknownModelError, UnsupportedModelError):
-            return None
-        if entry.engine != "alm":
-            return None
-        engine = self.registry.load(entry.name).engine
-        return (entry, engine) if getattr(engine, "voices", ()) else None
+        """Who speaks: a model's own talker or a Piper voice (see SpeechTask.choose_voice)."""
+        return self.speech.choose_voice(voice, model)
 
     def speak(
         self, text: str, *, voice: str | Path | None = None, speed: float = 1.0, format: str = "wav",
         model: str | Path | None = None,
     ) -> SpeechAudio:
         """Text to encoded speech: with a Piper voice (the embedded one by default), or, when
-        `model` (or `voice`) names a model with a talker, in that model's own voice: the model is
-        asked to say the text, sentence by sentence, so the speech is its rendition of it."""
-        start = time.perf_counter()
-        fmt = _speech_format(format)
-        choice = self.choose_voice(voice, model)
-        if choice.own:
-            replies = list(self._own_voice(choice, text, speed))
-            wave = _joined([r.speech for r in replies], replies[0].speech.rate)
-            samples, rate = wave.samples, wave.rate
-            said = " ".join(r.text.strip() for r in replies if r.text.strip())
-        else:
-            samples, rate = self._piper_samples(self.registry.load(choice.entry.name).engine, text, speed)
-            said = text
-        return _encoded(samples, rate, fmt, choice, said, start, time.perf_counter())
+        `model` (or `voice`) names a model with a talker, in that model's own voice."""
+        return self.speech.speak(text, voice=voice, speed=speed, format=format, model=model)
 
     def speak_stream(
         self, text: str, *, voice: str | Path | None = None, speed: float = 1.0, format: str = "wav",
         model: str | Path | None = None,
     ) -> Iterator[bytes]:
-        """Encoded speech sentence by sentence. Every request error is raised here, before the
-        first byte; iterate the result to synthesise."""
-        fmt = _speech_format(format)
-        choice = self.choose_voice(voice, model)
-        if choice.own:
-            replies = self._own_voice(choice, text, speed)  # checks now, speaks when iterated
-            rate = self.registry.load(choice.entry.name).engine.speech_rate
-            return encode_stream((r.speech.samples for r in replies), rate, fmt)
-        engine = self.registry.load(choice.entry.name).engine
-        chunks = engine.speak(text, SpeakOptions(speed))  # checks the text now, synthesises when iterated
-        return encode_stream((c.samples for c in chunks), engine.rate, fmt)
-
-    def _own_voice(self, choice: VoiceChoice, text: str, speed: float = 1.0) -> Iterator[EngineReply]:
-        """The talker model's replies saying `text`, a sentence (at most 200 characters) each, queued
-        on the model's worker one after another. The text and speed are checked now."""
-        if SpeakOptions(speed).speed != 1.0:
-            raise InvalidOptionError("a model's own voice has one speed: leave speed at 1.0, or use a Piper voice",
-                                     param="speed")
-        parts = pieces(check_text(text))
-        if not parts:
-            raise InvalidOptionError("the text to speak is empty", param="input")
-        name, engine, speaker = choice.entry.name, self.registry.load(choice.entry.name).engine, choice.speaker
-
-        def replies() -> Iterator[EngineReply]:
-            for part in parts:
-                future = self.scheduler.submit_call(name, engine, lambda part=part: engine.say(part, speaker))
-                try:
-                    yield future.result()
-                finally:
-                    future.cancel()  # a no-op once done; stops queued work when the caller gives up
-
-        return replies()
-
-    @staticmethod
-    def _piper_samples(engine: Any, text: str, speed: float) -> tuple[np.ndarray, int]:
-        chunks = list(engine.speak(text, SpeakOptions(speed)))
-        rate = chunks[0].rate if chunks else engine.rate
-        return (np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)), rate
+        """Encoded speech sentence by sentence; every request error is raised before the first byte."""
+        return self.speech.speak_stream(text, voice=voice, speed=speed, format=format, model=model)
 
     def close(self) -> None:
         """Finish queued work, then free every model."""
@@ -765,34 +632,6 @@ def _with_speakers(transcript: Transcript, diarization: Diarization) -> Transcri
     timings = replace(t, inference_s=t.inference_s + d.inference_s, total_s=t.total_s + d.inference_s,
                       cache_hit=t.cache_hit and d.cache_hit)
     return assign_speakers(transcript, diarization).with_timings(timings)
-
-
-def _speak_answer(speak: SpeakAnswer | bool | None) -> SpeakAnswer | None:
-    if speak is True:
-        return SpeakAnswer()
-    if speak is False or speak is None:
-        return None
-    if not isinstance(speak, SpeakAnswer):
-        raise InvalidOptionError("speak takes True or a SpeakAnswer(voice, format)", param="speak")
-    return speak
-
-
-def _speech_format(name: str):
-    return get_speech_format("pcm" if name == "pcm16" else name)  # pcm16: OpenAI's chat name for raw pcm
-
-
-def _joined(waves: list[Waveform], rate: int) -> Waveform:
-    return Waveform(np.concatenate([w.samples for w in waves]) if waves else np.zeros(0, np.float32), rate)
-
-
-def _encoded(samples: np.ndarray, rate: int, fmt: Any, choice: VoiceChoice, transcript: str, start: float,
-             synthesised: float) -> SpeechAudio:
-    data = encode(samples, rate, fmt)
-    done = time.perf_counter()
-    duration = len(samples) / rate
-    return SpeechAudio(data, fmt.name, fmt.media_type, fmt.rate or rate, round(duration, 3),
-                       choice.speaker or choice.entry.name, Timings(done - synthesised, synthesised - start, done - start, duration),
-                       model=choice.entry.name, transcript=transcript)
 
 
 def _chat_options(options: dict[str, Any]) -> ChatOptions:
