@@ -41,6 +41,8 @@ _FLOOR_PERCENTILE = 10.0  # the local noise floor: a low percentile of frame ene
 _FLOOR_MARGIN_DB = 8.0  # quiet frames lie within this much of the floor
 _VAD_THRESHOLD = 0.35  # quiet frames have a lower speech probability
 _QUIET_DB = -35.0  # and lie this far under the loudest frame within +-5 s
+_CHUNK_S = 900.0  # the longest stretch Silero runs over in one call: its memory grows with the stretch
+_ROWS = 4096  # frames whose +-5 s neighbourhoods are ranked at once
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,9 @@ class _Activity:
         )
 
 
-def _speech_prob(padded: np.ndarray, workers: int) -> np.ndarray:
-    """Silero's speech probability per frame, the clip split into one chunk per worker.
+def _speech_prob(samples: np.ndarray, workers: int) -> np.ndarray:
+    """Silero's speech probability per frame, the clip split into one chunk per worker (and none
+    longer than _CHUNK_S, so memory stays flat however long the clip).
 
     The ONNX session runs on one thread and releases the GIL, so chunks run in parallel. Its
     recurrent state starts afresh at each chunk, which moves the first few frames' values only.
@@ -66,24 +69,33 @@ def _speech_prob(padded: np.ndarray, workers: int) -> np.ndarray:
     from faster_whisper.vad import get_vad_model
 
     model = get_vad_model()
-    frames = len(padded) // _FRAME
-    per = -(-frames // max(1, workers)) * _FRAME
-    chunks = [padded[i : i + per] for i in range(0, len(padded), per)]
+    frames = -(-len(samples) // _FRAME)
+    per = min(-(-frames // max(1, workers)), int(_CHUNK_S * _FPS)) * _FRAME
+    chunks = [samples[i : i + per] for i in range(0, len(samples), per)]  # views, not copies
+    chunks[-1] = np.pad(chunks[-1], (0, (-len(chunks[-1])) % _FRAME))  # only the last is padded
     if len(chunks) == 1:
-        return np.asarray(model(padded)).reshape(-1)
-    with ThreadPoolExecutor(len(chunks)) as pool:
+        return np.asarray(model(chunks[0])).reshape(-1)
+    with ThreadPoolExecutor(min(len(chunks), max(1, workers))) as pool:
         return np.concatenate([np.asarray(p).reshape(-1) for p in pool.map(model, chunks)])
 
 
 def _activity(samples: np.ndarray, window_s: float = 10.0, workers: int = 1) -> _Activity:
-    padded = np.pad(samples, (0, (-len(samples)) % _FRAME))
-    prob = _speech_prob(padded, workers)
-    frames = padded.reshape(-1, _FRAME)
-    db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    prob = _speech_prob(samples, workers)
+    whole = len(samples) // _FRAME * _FRAME
+    frames = samples[:whole].reshape(-1, _FRAME)
+    # Mean square per frame without a float64 copy of the clip (long audio: memory stays flat).
+    power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64)
+    if whole < len(samples):  # the last frame, padded with silence as Silero's is
+        tail = samples[whole:].astype(np.float64)
+        power = np.append(power, tail @ tail)
+    db = 10 * np.log10(power / _FRAME + 1e-12)
     half = int(window_s * _FPS) // 2
     windows = np.lib.stride_tricks.sliding_window_view(np.pad(db, half, mode="edge"), 2 * half + 1)
-    floor = np.percentile(windows, _FLOOR_PERCENTILE, axis=1)
-    return _Activity(prob[: len(db)], db - windows.max(1), db - floor)
+    floor, loudest = np.empty(len(db)), np.empty(len(db))
+    for i in range(0, len(db), _ROWS):  # in blocks: a percentile copies its rows
+        floor[i : i + _ROWS] = np.percentile(windows[i : i + _ROWS], _FLOOR_PERCENTILE, axis=1)
+        loudest[i : i + _ROWS] = windows[i : i + _ROWS].max(1)
+    return _Activity(prob[: len(db)], db - loudest, db - floor)
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
