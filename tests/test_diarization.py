@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import subprocess
 import sys
 import wave
@@ -216,3 +217,12 @@ def test_bad_diarization_requests_get_the_openai_error_shape(client, data_dir, f
         client.audio.transcriptions.create(model="whisper-1", file=f, response_format="diarized_json", **fields)
     error = caught.value.body
     assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]
+
+
+def test_batch_with_diarized_json_diarizes(conversation, tmp_path):
+    path, _ = conversation
+    out = subprocess.run([sys.executable, "-m", "harken", "batch", str(path.parent), "-o", str(tmp_path), "-f", "diarized_json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    body = json.loads((tmp_path / "conversation.diarized.json").read_text())
+    assert {s["speaker"] for s in body["segments"]} == {"A", "B", "C"}

@@ -22,7 +22,7 @@ from harken.batch.jobstore import Item, JobStore, Key
 from harken.diarization import DiarizeOptions, rttm
 from harken.errors import HarkenError, InvalidOptionError
 from harken.files import write_atomic
-from harken.formats import get_writer
+from harken.formats import get_writer, needs_speakers
 from harken.service import Service
 
 __all__ = ["BatchSpec", "BatchProgress", "run_batch", "row_spec", "default_format", "STORE_NAME", "SUMMARY_NAME"]
@@ -178,6 +178,8 @@ def _process(service: Service, spec: BatchSpec, item: Item, source: AudioSource)
     opts = dict(spec.options)
     if spec.task in ("transcribe", "translate"):
         run = service.translate if spec.task == "translate" else service.transcribe
+        if spec.task == "transcribe" and needs_speakers(spec.format):
+            opts["diarize"] = True
         t = run(source, model=spec.model, **opts)
         return get_writer(spec.format).render(t).encode(), t.duration, t.timings.inference_s
     if spec.task == "diarize":
