@@ -71,12 +71,16 @@ def _speech_prob(samples: np.ndarray, workers: int) -> np.ndarray:
     model = get_vad_model()
     frames = -(-len(samples) // _FRAME)
     per = min(-(-frames // max(1, workers)), int(_CHUNK_S * _FPS)) * _FRAME
-    chunks = [samples[i : i + per] for i in range(0, len(samples), per)]  # views, not copies
-    chunks[-1] = np.pad(chunks[-1], (0, (-len(chunks[-1])) % _FRAME))  # only the last is padded
+    chunks = [samples[i : i + per] for i in range(0, len(samples), per)]  # views, copied one by one below
+
+    def run(chunk: np.ndarray) -> np.ndarray:
+        # A copy per chunk: faster-whisper's model zeroes the last 64 samples of what it is given.
+        return np.asarray(model(np.pad(chunk, (0, (-len(chunk)) % _FRAME)))).reshape(-1)
+
     if len(chunks) == 1:
-        return np.asarray(model(chunks[0])).reshape(-1)
+        return run(chunks[0])
     with ThreadPoolExecutor(min(len(chunks), max(1, workers))) as pool:
-        return np.concatenate([np.asarray(p).reshape(-1) for p in pool.map(model, chunks)])
+        return np.concatenate(list(pool.map(run, chunks)))
 
 
 def _activity(samples: np.ndarray, window_s: float = 10.0, workers: int = 1) -> _Activity:
