@@ -6,7 +6,8 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.exceptions import TyperException
@@ -24,6 +25,7 @@ from harken.diarization import DiarizeOptions, rttm
 from harken.formats import get_writer, needs_speakers
 from harken.inputs import expand, unique_stem
 from harken.progress import AudioProgress
+from harken.results import TranscriptWarning
 from harken.service import Service
 
 app = PlainHelpTyper(
@@ -94,40 +96,19 @@ def transcribe(
         raise HarkenError(f"--output {output} exists and is not a directory", param="output")
     service = Service(Settings.load(config))
     service.registry.resolve(model)  # an unknown model stops here, before any file is read
-    failures = 0
-    stems: set[str] = set()
     with AudioProgress(err) as progress:
-        for argument in files:
+
+        def run(item, stem: str):
             try:
-                inputs = expand(argument)
-            except AudioError as exc:
-                failures += 1
-                err.print(f"harken: error: {exc.message}", markup=False)
-                continue
-            for item in inputs:
-                try:
-                    transcript = service.transcribe(
-                        item.source, model=model, use_cache=not no_cache, on_progress=progress.track(item.label),
-                        diarize=speaking.options or False, known_speakers=speaking.known, **asdict(options),
-                    )
-                except AudioError as exc:
-                    failures += 1
-                    err.print(f"harken: error: {exc.message}", markup=False)
-                    continue
-                finally:
-                    progress.finish()
-                for warning in transcript.warnings:
-                    err.print(f"harken: warning: {item.label}: {warning.message}", markup=False)
-                text = writer.render(transcript)
-                if output is None:
-                    sys.stdout.write(text)
-                    sys.stdout.flush()
-                else:
-                    stem = unique_stem(item.stem, stems)
-                    stems.add(stem)
-                    write_atomic(output / f"{stem}.{writer.extension}", text)
-    if failures:
-        raise typer.Exit(1)
+                transcript = service.transcribe(
+                    item.source, model=model, use_cache=not no_cache, on_progress=progress.track(item.label),
+                    diarize=speaking.options or False, known_speakers=speaking.known, **asdict(options),
+                )
+            finally:
+                progress.finish()
+            return transcript.warnings, writer.render(transcript)
+
+        _each_input(files, output, writer.extension, run)
 
 
 @dataclass(frozen=True)
@@ -174,6 +155,23 @@ def diarize_(
     speaking = _speaking(True, num_speakers, min_speakers, max_speakers, speaker)
     service = Service(Settings.load(config))
     service.registry.resolve(model or service.settings.default_diarizer, task="diarize")
+
+    def run(item, stem: str):
+        result = service.diarize(item.source, model=model, use_cache=not no_cache, known_speakers=speaking.known,
+                                 **asdict(speaking.options))
+        text = rttm(result, stem) if fmt == "rttm" else json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
+        return result.warnings, text
+
+    _each_input(files, output, fmt, run)
+
+
+def _each_input(
+    files: list[str], output: Path | None, extension: str,
+    run: Callable[[Any, str], tuple[Sequence[TranscriptWarning], str]],
+) -> None:
+    """Every input of every argument through `run(item, stem)`, its warnings on stderr and its text
+    on stdout or in OUTPUT/STEM.EXTENSION; a bad input is one line on stderr and a non-zero exit
+    once the others have run."""
     failures = 0
     stems: set[str] = set()
     for argument in files:
@@ -184,23 +182,21 @@ def diarize_(
             err.print(f"harken: error: {exc.message}", markup=False)
             continue
         for item in inputs:
+            stem = unique_stem(item.stem, stems)
             try:
-                result = service.diarize(item.source, model=model, use_cache=not no_cache, known_speakers=speaking.known,
-                                         **asdict(speaking.options))
+                warnings, text = run(item, stem)
             except AudioError as exc:
                 failures += 1
                 err.print(f"harken: error: {exc.message}", markup=False)
                 continue
-            for warning in result.warnings:
-                err.print(f"harken: warning: {item.label}: {warning.message}", markup=False)
-            stem = unique_stem(item.stem, stems)
             stems.add(stem)
-            text = rttm(result, stem) if fmt == "rttm" else json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
+            for warning in warnings:
+                err.print(f"harken: warning: {item.label}: {warning.message}", markup=False)
             if output is None:
                 sys.stdout.write(text)
                 sys.stdout.flush()
             else:
-                write_atomic(output / f"{stem}.{fmt}", text)
+                write_atomic(output / f"{stem}.{extension}", text)
     if failures:
         raise typer.Exit(1)
 

@@ -209,10 +209,10 @@ def _merge_small(embeddings: np.ndarray, labels: np.ndarray, share: float) -> np
     large = np.flatnonzero(seconds >= _MIN_SPEAKER_S)
     if len(large) == 0:
         return np.zeros(len(labels), int)
-    centroids = _centroids(embeddings, labels)[large]
+    centroids = _centroids(embeddings, labels)
     out = labels.copy()
     for small in np.flatnonzero(seconds < _MIN_SPEAKER_S):
-        out[labels == small] = large[np.argmax(centroids @ _centroids(embeddings, labels)[small])]
+        out[labels == small] = large[np.argmax(centroids[large] @ centroids[small])]
     return np.unique(out, return_inverse=True)[1]
 
 
