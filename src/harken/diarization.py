@@ -111,7 +111,9 @@ def speech_regions(samples: np.ndarray, cutter: Cutter | None = None) -> list[tu
     """(start, end) seconds of each stretch of speech, short pauses bridged."""
     if len(samples) == 0:
         return []
-    cutter = cutter or Cutter(samples)
+    # As recorded, not levelled: on meetings (AMI) the levelled VAD also hears what no one
+    # annotates as a turn (false alarm 0.017 -> 0.081 of the excerpts' speech).
+    cutter = cutter or Cutter(samples, level=False)
     fps = SAMPLE_RATE / 512  # Silero's frames
     out: list[list[float]] = []
     for a, b in true_runs(cutter.activity.speech_prob > _SPEECH_PROB):

@@ -6,10 +6,15 @@ the detector only helps choose cut points. A frame counts as quiet when the dete
 silence, its energy is far below the loudest frame nearby, *and* it is close to the local noise
 floor. The last test matters when a quiet speaker follows a loud one: measured only against
 the loud neighbour, the quiet speech itself looked like silence and got cut in the middle.
+
+The detector hears the clip levelled (audio/level.py), and a piece also ends wherever the
+speech changes source: speech 20 dB louder or quieter than the speech just before it is
+another recording or microphone, and Whisper skips the second one in a shared window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,8 +22,9 @@ from functools import cached_property
 import numpy as np
 
 from harken.audio.decode import SAMPLE_RATE
+from harken.audio.level import apply_gain, even_gain
 
-__all__ = ["Cutter", "Piece", "plan_pieces", "true_runs"]
+__all__ = ["Cutter", "Piece", "pack", "plan_pieces", "true_runs"]
 
 _FRAME = 512  # Silero's window at 16 kHz
 _FPS = SAMPLE_RATE / _FRAME
@@ -41,6 +47,11 @@ _FLOOR_PERCENTILE = 10.0  # the local noise floor: a low percentile of frame ene
 _FLOOR_MARGIN_DB = 8.0  # quiet frames lie within this much of the floor
 _VAD_THRESHOLD = 0.35  # quiet frames have a lower speech probability
 _QUIET_DB = -35.0  # and lie this far under the loudest frame within +-5 s
+# Speech this much louder or quieter than the speech just before it comes from another source (a
+# join of recordings, another microphone): one talker's phrases differ by 10 dB or less.
+_SOURCE_JUMP_DB = 20.0
+_SOURCE_SPAN_S = 1.5  # the speech just before or after a frame
+_SOURCE_MIN_SPEECH_S = 0.5  # each side holds at least a word of it
 _CHUNK_S = 900.0  # the longest stretch Silero runs over in one call: its memory grows with the stretch
 _ROWS = 4096  # frames whose +-5 s neighbourhoods are ranked at once
 
@@ -48,8 +59,10 @@ _ROWS = 4096  # frames whose +-5 s neighbourhoods are ranked at once
 @dataclass(frozen=True)
 class _Activity:
     speech_prob: np.ndarray
+    gain_db: np.ndarray  # the gain that evens out the clip's loudness (audio/level.py)
     level_db: np.ndarray  # frame energy relative to the loudest frame within +-5 s
     above_floor_db: np.ndarray  # frame energy above the local noise floor
+    source_changes: np.ndarray  # frames where the speech changes source (_SOURCE_JUMP_DB)
 
     def quiet(self, vad_threshold: float, level_db: float) -> np.ndarray:
         return (
@@ -59,9 +72,9 @@ class _Activity:
         )
 
 
-def _speech_prob(samples: np.ndarray, workers: int) -> np.ndarray:
-    """Silero's speech probability per frame, the clip split into one chunk per worker (and none
-    longer than _CHUNK_S, so memory stays flat however long the clip).
+def _speech_prob(samples: np.ndarray, workers: int, gain_db: np.ndarray) -> np.ndarray:
+    """Silero's speech probability per frame of the levelled clip, split into one chunk per
+    worker (and none longer than _CHUNK_S, so memory stays flat however long the clip).
 
     The ONNX session runs on one thread and releases the GIL, so chunks run in parallel. Its
     recurrent state starts afresh at each chunk, which moves the first few frames' values only.
@@ -71,20 +84,22 @@ def _speech_prob(samples: np.ndarray, workers: int) -> np.ndarray:
     model = get_vad_model()
     frames = -(-len(samples) // _FRAME)
     per = min(-(-frames // max(1, workers)), int(_CHUNK_S * _FPS)) * _FRAME
-    chunks = [samples[i : i + per] for i in range(0, len(samples), per)]  # views, copied one by one below
+    starts = range(0, len(samples), per)
 
-    def run(chunk: np.ndarray) -> np.ndarray:
-        # A copy per chunk: faster-whisper's model zeroes the last 64 samples of what it is given.
+    def run(start: int) -> np.ndarray:
+        # Levelled into a new array per chunk, as Silero needs a copy anyway: faster-whisper's
+        # model zeroes the last 64 samples of what it is given.
+        chunk = apply_gain(samples[start : start + per], gain_db, _FRAME, start)
         return np.asarray(model(np.pad(chunk, (0, (-len(chunk)) % _FRAME)))).reshape(-1)
 
-    if len(chunks) == 1:
-        return run(chunks[0])
-    with ThreadPoolExecutor(min(len(chunks), max(1, workers))) as pool:
-        return np.concatenate(list(pool.map(run, chunks)))
+    if len(starts) == 1:
+        return run(0)
+    with ThreadPoolExecutor(min(len(starts), max(1, workers))) as pool:
+        return np.concatenate(list(pool.map(run, starts)))
 
 
-def _activity(samples: np.ndarray, window_s: float = 10.0, workers: int = 1) -> _Activity:
-    prob = _speech_prob(samples, workers)
+def _frame_db(samples: np.ndarray) -> np.ndarray:
+    """Energy per frame, dBFS."""
     whole = len(samples) // _FRAME * _FRAME
     frames = samples[:whole].reshape(-1, _FRAME)
     # Mean square per frame without a float64 copy of the clip (long audio: memory stays flat).
@@ -92,14 +107,66 @@ def _activity(samples: np.ndarray, window_s: float = 10.0, workers: int = 1) -> 
     if whole < len(samples):  # the last frame, padded with silence as Silero's is
         tail = samples[whole:].astype(np.float64)
         power = np.append(power, tail @ tail)
-    db = 10 * np.log10(power / _FRAME + 1e-12)
-    half = int(window_s * _FPS) // 2
+    return 10 * np.log10(power / _FRAME + 1e-12)
+
+
+def _floor_and_loudest(db: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the noise floor and the loudest frame within `half` frames either side."""
     windows = np.lib.stride_tricks.sliding_window_view(np.pad(db, half, mode="edge"), 2 * half + 1)
     floor, loudest = np.empty(len(db)), np.empty(len(db))
     for i in range(0, len(db), _ROWS):  # in blocks: a percentile copies its rows
         floor[i : i + _ROWS] = np.percentile(windows[i : i + _ROWS], _FLOOR_PERCENTILE, axis=1)
         loudest[i : i + _ROWS] = windows[i : i + _ROWS].max(1)
-    return _Activity(prob[: len(db)], db - loudest, db - floor)
+    return floor, loudest
+
+
+def _activity(samples: np.ndarray, window_s: float = 10.0, workers: int = 1, level: bool = True) -> _Activity:
+    """Speech and levels of the clip as heard after its loudness is evened out (audio/level.py):
+    Silero, like Whisper, misses speech far quieter than the rest. With `level` False, as
+    recorded: no gain and no source changes."""
+    half = int(window_s * _FPS) // 2
+    raw = _frame_db(samples)
+    if not level:
+        prob, flat = _speech_prob(samples, workers, np.zeros(len(raw)))[: len(raw)], np.zeros(len(raw))
+        floor, loudest = _floor_and_loudest(raw, half)
+        return _Activity(prob, flat, raw - loudest, raw - floor, np.zeros(0, dtype=np.int64))
+    raw_floor = _floor_and_loudest(raw, half)[0]
+    prob = _speech_prob(samples, workers, even_gain(raw, raw_floor, _FPS))[: len(raw)]
+    # Where the speech changes source is only heard once the quiet source is levelled; then the
+    # gain is made again, afresh from each change on.
+    changes = _source_changes(raw, prob > 0.5)
+    gain = even_gain(raw, raw_floor, _FPS, changes)
+    db = raw + gain  # the levelled frames' energy: the gain is smooth, so near enough per frame
+    floor, loudest = _floor_and_loudest(db, half)
+    return _Activity(prob, gain, db - loudest, db - floor, changes)
+
+
+def _source_changes(db: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    """Frames where the loudest speech of the span after differs from that of the span before
+    by more than _SOURCE_JUMP_DB. Only speech frames count (a pause is no change), and each
+    side needs a few of them (a click is not speech)."""
+    span, least = int(_SOURCE_SPAN_S * _FPS), int(_SOURCE_MIN_SPEECH_S * _FPS)
+
+    def sides(x: np.ndarray, pad: float) -> tuple[np.ndarray, np.ndarray]:
+        w = np.lib.stride_tricks.sliding_window_view(np.pad(x, span, constant_values=pad), span)
+        return w[: len(db)], w[span + 1 : span + 1 + len(db)]  # the frames before and after each
+
+    (lb, la), (nb, na) = sides(np.where(speech, db, -np.inf), -np.inf), sides(speech.astype(np.int16), 0)
+    before, after = lb.max(1), la.max(1)
+    heard = (nb.sum(1) >= least) & (na.sum(1) >= least)
+    with np.errstate(invalid="ignore"):  # -inf - -inf where a side has no speech: not heard anyway
+        jump = np.where(heard, after - before, 0.0)
+    # Loud to quiet, the run of jumping frames starts where the loud speech ends; quiet to loud,
+    # it ends where the loud speech starts.
+    changes = [a if jump[a] < 0 else b for a, b in true_runs(np.abs(jump) > _SOURCE_JUMP_DB)]
+    # Each at the middle of the pause between the two sources' speech, if there is one.
+    heard_at = np.flatnonzero(speech)
+    out = []
+    for c in changes:
+        i = np.searchsorted(heard_at, c)
+        last, nxt = (heard_at[i - 1] + 1 if i > 0 else c), (heard_at[i] if i < len(heard_at) else c)
+        out.append((last + nxt) // 2)
+    return np.array(out, dtype=np.int64)
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -112,13 +179,14 @@ class Cutter:
     """Where to cut one clip. The VAD and levels are computed once, when first needed, so a
     repair that cuts a piece again reuses them (with the whole clip as context)."""
 
-    def __init__(self, samples: np.ndarray, *, workers: int = 1) -> None:
-        self.samples, self.workers = samples, workers
+    def __init__(self, samples: np.ndarray, *, workers: int = 1, level: bool = True) -> None:
+        """`level=False` hears the clip as it is (no gain, no source changes)."""
+        self.samples, self.workers, self.level = samples, workers, level
         self.duration = len(samples) / SAMPLE_RATE
 
     @cached_property
     def activity(self) -> _Activity:
-        return _activity(self.samples, workers=self.workers)
+        return _activity(self.samples, workers=self.workers, level=self.level)
 
     def pieces(
         self,
@@ -136,6 +204,16 @@ class Cutter:
         cut at its quietest frame in the second half of the allowed span.
         """
         return self._cut(0.0, self.duration, max_len, min_len, min_silence, vad_threshold, quiet_db)
+
+    @property
+    def source_cuts(self) -> list[float]:
+        """Where the speech changes source (s): every piece ends there, and no window joins
+        pieces across it (Whisper skips one source's speech after another's in one window)."""
+        return (self.activity.source_changes / _FPS).tolist()
+
+    def levelled(self, piece: Piece) -> np.ndarray:
+        """The piece's samples with the clip's loudness evened out (a new array)."""
+        return apply_gain(piece.slice(self.samples), self.activity.gain_db, _FRAME, int(piece.start * SAMPLE_RATE))
 
     def speech(self, piece: Piece, threshold: float = 0.5) -> np.ndarray:
         """Per VAD frame of `piece` (32 ms), whether the detector hears speech."""
@@ -160,10 +238,12 @@ class Cutter:
         first = int(start * _FPS)
         quiet = act.quiet(vad_threshold, quiet_db)[first : int(end * _FPS)]
         cuts = [(first + (a + b) / 2) / _FPS for a, b in true_runs(quiet) if (b - a) / _FPS >= min_silence]
-        bounds = [start, *(c for c in cuts if start < c < end), end]
+        changes = {c for c in self.source_cuts if start < c < end}
+        bounds = [start, *sorted({c for c in cuts if start < c < end} | changes), end]
         merged: list[list[float]] = []
         for a, b in zip(bounds, bounds[1:]):
-            if merged and (b - a < min_len or merged[-1][1] - merged[-1][0] < min_len) and b - merged[-1][0] <= max_len:
+            short = b - a < min_len or (merged and merged[-1][1] - merged[-1][0] < min_len)
+            if merged and short and a not in changes and b - merged[-1][0] <= max_len:
                 merged[-1][1] = b
             else:
                 merged.append([a, b])
@@ -178,6 +258,18 @@ class Cutter:
                 a = cut
             pieces.append(Piece(a, b))
         return pieces
+
+
+def pack(pieces: list[Piece], max_len: float, breaks: Sequence[float] = ()) -> list[Piece]:
+    """Consecutive pieces joined while the join lasts at most `max_len` s (a piece already
+    longer stays as it is) and spans none of `breaks`: the same cuts, fewer and fuller windows."""
+    packed: list[Piece] = []
+    for p in pieces:
+        if packed and p.end - packed[-1].start <= max_len and not any(abs(t - p.start) < 1e-6 for t in breaks):
+            packed[-1] = Piece(packed[-1].start, p.end)
+        else:
+            packed.append(p)
+    return packed
 
 
 def plan_pieces(samples: np.ndarray, *, workers: int = 1, **options: float) -> list[Piece]:

@@ -1,20 +1,23 @@
-"""Whisper on any length of audio: cut at pauses, decode every piece as Whisper was trained, in parallel.
+"""Whisper on any length of audio: cut at pauses, decode every window as Whisper was trained, in parallel.
 
 A clip of up to 30 s is one piece, decoded exactly as faster-whisper decodes it: the full 30 s
 encoder window, timestamps, and its temperature fallback on repetitive or unlikely text. So
 on short clips harken is never less accurate than faster-whisper on the same model; it is
 faster because pieces run in parallel on single-threaded CTranslate2 workers.
 
-Longer audio is cut at its pauses into pieces of at most 20 s (audio/segment.py). Whisper's own
-long-form decoding slides its window and, on joined or noisy recordings, jumps over whole
-utterances; a piece that starts at a pause does not. Each piece gets the same full-window
-decoding as a short clip. Then two checks, on every piece:
+Longer audio is cut at its pauses (audio/segment.py), and consecutive pieces are joined into
+windows of up to 28 s, as Whisper was trained: several utterances to a window, with timestamps.
+Whisper's own long-form decoding slides its window and, on joined or noisy recordings, jumps
+over whole utterances; a window that starts and ends at a pause does not. Before decoding, the
+recording's loudness is evened out (audio/level.py): Whisper skips a quiet speaker next to a
+loud one in the same window, and no cut prevents that. Then two checks, on every window:
 
-- a piece that says a phrase again ("the most obvious? the most obvious?") is decoded again
+- a window that says a phrase again ("the most obvious? the most obvious?") is decoded again
   with faster-whisper's sampling fallback; the first answer without the repeat replaces it;
-- a piece of a long clip that yields far fewer words per second than the pieces around it was
-  probably partly skipped: it is cut again at its shorter pauses and the sub-pieces are
-  decoded; their text replaces the piece's when it holds clearly more words.
+- a window of a long clip that yields far fewer words per second than the windows around it,
+  or that leaves a second or more of speech the VAD hears without words, was probably partly
+  skipped: it is cut again at its shorter pauses and the parts are decoded; their text
+  replaces the window's when it holds clearly more words.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harken.audio import SAMPLE_RATE
-from harken.audio.segment import Cutter, Piece, true_runs
+from harken.audio.segment import Cutter, Piece, pack, true_runs
 from harken.engines.base import EngineTranscript, OnProgress, OnText, TranscribeOptions, Watch
 from harken.engines.whisper import fw_segment
 from harken.results import Segment, TranscriptWarning
@@ -37,14 +40,15 @@ from harken.results import Segment, TranscriptWarning
 __all__ = ["SegmentedDecoder", "repeated_phrase"]
 
 FULL_WINDOW_S = 30.0
-# Pieces end at every pause (the cutter's default): packed several utterances to a window,
-# Whisper skips a quiet one after a loud one (tests/test_segment.py), and no repair finds it.
-PIECE_MAX_S = 20.0
-LOW_RATE_RATIO = 0.8  # a piece this far under the median word rate around it was partly skipped
-# The pieces on either side a piece's rate is judged against: about a minute of speech, so that
-# a recording whose speakers differ in pace is judged locally, and a stream can tell a piece's
-# text once these few neighbours are decoded (not the whole clip).
-RATE_NEIGHBOURS = 3
+PIECE_MAX_S = 20.0  # the cutter's pieces end at every pause, and at 20 s at the latest
+# Pieces are joined into windows this long at most: under Whisper's 30 s, so that the last
+# word of a window is not at its edge, where the decoder's final timestamp would have to fall.
+WINDOW_FILL_S = 28.0
+LOW_RATE_RATIO = 0.8  # a window this far under the median word rate around it was partly skipped
+# The windows on either side a window's rate is judged against: about a minute of speech each
+# way, so that a recording whose speakers differ in pace is judged locally, and a stream can
+# tell a window's text once these few neighbours are decoded (not the whole clip).
+RATE_NEIGHBOURS = 2
 MIN_RATE_CHECK_S = 4.0
 REPAIR_GAIN = 1.15  # sub-pieces replace a piece when they hold this many times its words
 COVER_MARGIN_S = 0.5  # Whisper's segment timestamps are this close to the speech they cover
@@ -88,7 +92,10 @@ class SegmentedDecoder:
         workers = self.model.model.num_workers
         watches = list(watches) if watches is not None else [None] * len(clips)
         cutters = [Cutter(c, workers=workers) for c in clips]
-        plans = [c.pieces(max_len=PIECE_MAX_S) if c.duration > FULL_WINDOW_S else [Piece(0.0, c.duration)] for c in cutters]
+        plans = [
+            pack(c.pieces(max_len=PIECE_MAX_S), WINDOW_FILL_S, c.source_cuts) if c.duration > FULL_WINDOW_S else [Piece(0.0, c.duration)]
+            for c in cutters
+        ]
         # A short clip lets faster-whisper detect its language as it always does; a long one is
         # detected once, on its first 30 s, so every piece is decoded in the same language.
         languages = [
@@ -141,8 +148,11 @@ class _Run:
         opts = self.options
         if temperatures is None:
             temperatures = FALLBACK_TEMPERATURES if opts.temperature == 0.0 else (opts.temperature,)
+        cutter = self.cutters[clip]
+        # A long clip is heard levelled; a short one exactly as faster-whisper hears it.
+        samples = cutter.levelled(piece) if cutter.duration > FULL_WINDOW_S else piece.slice(cutter.samples)
         segments, info = self.model.transcribe(
-            piece.slice(self.cutters[clip].samples),
+            samples,
             language=self.languages[clip][0],
             task=opts.task,
             beam_size=opts.beam_size,
@@ -244,9 +254,9 @@ class _Decoding:
         near = range(max(0, k - RATE_NEIGHBOURS), min(n, k + RATE_NEIGHBOURS + 1))
         if k in self.final[clip] or (clip, k) in self.subs or any(j not in self.first[clip] for j in near):
             return
-        d = self.first[clip][k]
-        if _slow([self.first[clip][j] for j in near], k - near.start):
-            sub = self.pieces.cutters[clip].split(d.piece)
+        d, cutter = self.first[clip][k], self.pieces.cutters[clip]
+        if _slow([self.first[clip][j] for j in near], k - near.start) or _skipped(cutter, d):
+            sub = cutter.split(d.piece)
             if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
                 self.subs[clip, k] = [None] * len(sub)
                 self.repairs.extend(_Job(clip, k, p, False, part) for part, p in enumerate(sub))
@@ -280,6 +290,13 @@ def _slow(pieces: list[_Decoded], k: int) -> bool:
     near = pieces[max(0, k - RATE_NEIGHBOURS) : k + RATE_NEIGHBOURS + 1]
     rates = [x.word_count / x.piece.duration for x in near if x.text and x.piece.duration >= 2.0]
     return len(rates) >= 3 and d.word_count / d.piece.duration < LOW_RATE_RATIO * float(np.median(rates))
+
+
+def _skipped(cutter: Cutter, d: _Decoded) -> bool:
+    """Whether a window of a long clip leaves speech the VAD hears without words (Whisper, done
+    with one speaker, sometimes ends the window before the next one speaks). A short clip is
+    decoded as faster-whisper decodes it and left so."""
+    return cutter.duration > FULL_WINDOW_S and bool(untranscribed(cutter, d.piece, d.segments, MIN_GAP_SPEECH_S))
 
 
 def _gap_warnings(cutter: Cutter, pieces: list[_Decoded], segments: tuple[Segment, ...]) -> tuple[TranscriptWarning, ...]:

@@ -1,0 +1,76 @@
+"""Even out loudness across a long recording before Whisper hears it.
+
+Whisper's log-mel features are clamped 80 dB under the loudest bin of the 30 s window and
+scaled by a fixed constant, so absolute level is part of what the model sees. In a recording
+where one speaker is 30-50 dB quieter than another (a join of sources, a far microphone, a
+phone call on speaker), the quiet speech sits where training audio had only background, and
+Whisper skips it. A slow automatic gain, as telephone and broadcast chains apply, lifts each
+stretch of sound to a typical speech level first. Where the speech changes source (found by
+audio/segment.py) the gain starts afresh: a slow gain carried across would hold the loud
+source's level over the quiet one's first words. (Levelled or not, Whisper also skips one
+source after another inside one window, so pieces end at each change too.)
+
+Loud stretches are brought down to that level and quiet ones raised, but only where the sound
+stands clearly above the local noise floor: silence and steady hiss are not raised into
+"speech". What matters to Whisper is that the speakers of one window sound alike: the
+target itself hardly does (-20 and -26 dBFS decode the same joins alike).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["even_gain", "apply_gain"]
+
+TARGET_DB = -20.0  # the speech level stretches are lifted to (frame energy, dBFS): typical of read speech
+MAX_GAIN_DB = 40.0  # no stretch is raised or lowered by more than this
+# Sound this far above the local noise floor gets the full gain, none below SNR_FROM_DB: noise
+# frames swing a few dB around their floor, speech stands 15 dB or more above it.
+SNR_FROM_DB, SNR_FULL_DB = 10.0, 15.0
+ENVELOPE_S = 1.5  # the loudest frame within this span is a stretch's level (about a phrase)
+SMOOTH_S = 1.0  # the envelope, then the gain, are averaged over this span, so the gain never jumps
+
+
+def even_gain(db: np.ndarray, floor_db: np.ndarray, fps: float, breaks: Sequence[int] = ()) -> np.ndarray:
+    """The gain (dB) per frame that brings sound to TARGET_DB.
+
+    `db` is each frame's energy and `floor_db` the local noise floor under it, both in dBFS.
+    The gain is slow, as within one recording Whisper hears speech best with its natural
+    dynamics, and it starts afresh at each of `breaks` (frames where another recording
+    starts), so that the loud one's level does not spill over the quiet one's first words.
+    """
+    bounds = [0, *sorted(b for b in breaks if 0 < b < len(db)), len(db)]
+    return np.concatenate([_slow_gain(db[a:b], floor_db[a:b], fps) for a, b in zip(bounds, bounds[1:]) if b > a])
+
+
+def _slow_gain(db: np.ndarray, floor_db: np.ndarray, fps: float) -> np.ndarray:
+    envelope = _mean(_max(db, int(ENVELOPE_S * fps) // 2), int(SMOOTH_S * fps) // 2)
+    allowed = np.clip((envelope - floor_db - SNR_FROM_DB) / (SNR_FULL_DB - SNR_FROM_DB), 0.0, 1.0)
+    gain = np.clip(TARGET_DB - envelope, -MAX_GAIN_DB, MAX_GAIN_DB)
+    gain = np.where(gain > 0, gain * allowed, gain)  # loud sound is always brought down
+    return _mean(gain, int(SMOOTH_S * fps) // 4)
+
+
+def apply_gain(samples: np.ndarray, gain_db: np.ndarray, frame: int, start: int = 0) -> np.ndarray:
+    """`samples` (the clip's from sample `start` on) with the gain of each `frame`-sample frame
+    applied, interpolated between frame centres; a new float32 array, clipped to [-1, 1]."""
+    lo, hi = max(0, start // frame - 1), min(len(gain_db), (start + len(samples)) // frame + 2)
+    centres = (np.arange(lo, hi) + 0.5) * frame - start
+    per_sample = np.interp(np.arange(len(samples), dtype=np.float64), centres, gain_db[lo:hi])
+    out = samples * np.power(10.0, per_sample / 20.0)
+    return np.clip(out, -1.0, 1.0, out=out).astype(np.float32, copy=False)
+
+
+def _max(x: np.ndarray, half: int) -> np.ndarray:
+    if half < 1:
+        return x
+    return np.lib.stride_tricks.sliding_window_view(np.pad(x, half, mode="edge"), 2 * half + 1).max(axis=1)
+
+
+def _mean(x: np.ndarray, half: int) -> np.ndarray:
+    if half < 1:
+        return x
+    sums = np.cumsum(np.pad(x, (half + 1, half), mode="edge"))
+    return (sums[2 * half + 1 :] - sums[: -2 * half - 1]) / (2 * half + 1)
