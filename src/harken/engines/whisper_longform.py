@@ -17,7 +17,9 @@ loud one in the same window, and no cut prevents that. Then two checks, on every
 - a window of a long clip that yields far fewer words per second than the windows around it,
   or that leaves a second or more of speech the VAD hears without words, was probably partly
   skipped: it is cut again at its shorter pauses and the parts are decoded; their text
-  replaces the window's when it holds clearly more words.
+  replaces the window's when it holds clearly more words;
+- a window with more words than fit in its time (over 6 a second) looped: it is cut and
+  decoded the same way, and the parts replace it when they hold clearly fewer words.
 """
 
 from __future__ import annotations
@@ -50,12 +52,15 @@ LOW_RATE_RATIO = 0.8  # a window this far under the median word rate around it w
 # tell a window's text once these few neighbours are decoded (not the whole clip).
 RATE_NEIGHBOURS = 2
 MIN_RATE_CHECK_S = 4.0
+# Faster than the fastest sustained speech (about 4-5 words a second; 2.5-3 is usual).
+MAX_WORDS_PER_S = 6.0
 REPAIR_GAIN = 1.15  # sub-pieces replace a piece when they hold this many times its words
 COVER_MARGIN_S = 0.5  # Whisper's segment timestamps are this close to the speech they cover
 MIN_GAP_SPEECH_S = 1.0  # less uncovered speech than this is a breath or a timestamp off by a little
 MIN_WORD_S = 0.25  # the shortest spoken word worth a warning when a clip has no text at all
 # faster-whisper's fallback ladder; the repeat check starts where its first rung (greedy) ends.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+LOGPROB_THRESHOLD = -1.0  # faster-whisper's log_prob_threshold: under it, a decoding has failed
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,12 @@ class _Decoded:
     @property
     def text(self) -> str:
         return " ".join(s.text for s in self.segments).strip()
+
+    @property
+    def logprob(self) -> float:
+        """The mean log probability per token over the piece's segments."""
+        tokens = sum(max(1, len(s.tokens)) for s in self.segments)
+        return sum(s.avg_logprob * max(1, len(s.tokens)) for s in self.segments) / max(1, tokens)
 
     @property
     def word_count(self) -> int:
@@ -140,7 +151,10 @@ class _Run:
             tally.done(clip, piece)
         if first and self.options.temperature == 0.0 and repeated_phrase(decoded.text):
             again = self._decode(clip, piece, FALLBACK_TEMPERATURES[1:])
-            if again.text and not repeated_phrase(again.text):
+            # Sampled text must also pass faster-whisper's own gate on confidence: speech that
+            # really repeats itself (a chant, a read-out list) otherwise trades a true repeat
+            # for a sampled guess.
+            if again.text and not repeated_phrase(again.text) and again.logprob >= LOGPROB_THRESHOLD:
                 return again
         return decoded
 
@@ -255,7 +269,7 @@ class _Decoding:
         if k in self.final[clip] or (clip, k) in self.subs or any(j not in self.first[clip] for j in near):
             return
         d, cutter = self.first[clip][k], self.pieces.cutters[clip]
-        if _slow([self.first[clip][j] for j in near], k - near.start) or _skipped(cutter, d):
+        if _slow([self.first[clip][j] for j in near], k - near.start) or _skipped(cutter, d) or _too_fast(cutter, d):
             sub = cutter.split(d.piece)
             if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
                 self.subs[clip, k] = [None] * len(sub)
@@ -274,7 +288,11 @@ class _Decoding:
 
 
 def _better(d: _Decoded, subs: list[_Decoded]) -> list[_Decoded]:
-    """A slow piece, or its sub-pieces where they hold clearly more words."""
+    """A repaired piece, or its sub-pieces: where they hold clearly fewer words if the piece
+    said more than fits in its time, else where they hold clearly more."""
+    if d.word_count > MAX_WORDS_PER_S * d.piece.duration:
+        kept = [r for r in subs if r.text]
+        return kept if kept and REPAIR_GAIN * sum(r.word_count for r in kept) < d.word_count else [d]
     kept = [r for r in subs if r.text and not repeated_phrase(r.text)]
     if kept and sum(r.word_count for r in kept) > REPAIR_GAIN * d.word_count:
         return kept
@@ -297,6 +315,12 @@ def _skipped(cutter: Cutter, d: _Decoded) -> bool:
     with one speaker, sometimes ends the window before the next one speaks). A short clip is
     decoded as faster-whisper decodes it and left so."""
     return cutter.duration > FULL_WINDOW_S and bool(untranscribed(cutter, d.piece, d.segments, MIN_GAP_SPEECH_S))
+
+
+def _too_fast(cutter: Cutter, d: _Decoded) -> bool:
+    """Whether a window of a long clip says more words than anyone speaks in its time: Whisper
+    looping over speech that really repeats itself (the repeat check cannot tell those apart)."""
+    return cutter.duration > FULL_WINDOW_S and d.word_count > MAX_WORDS_PER_S * d.piece.duration
 
 
 def _gap_warnings(cutter: Cutter, pieces: list[_Decoded], segments: tuple[Segment, ...]) -> tuple[TranscriptWarning, ...]:
