@@ -126,16 +126,16 @@ def _activity(samples: np.ndarray, window_s: float = 10.0, workers: int = 1, lev
     recorded: no gain and no source changes."""
     half = int(window_s * _FPS) // 2
     raw = _frame_db(samples)
-    if not level:
-        prob, flat = _speech_prob(samples, workers, np.zeros(len(raw)))[: len(raw)], np.zeros(len(raw))
-        floor, loudest = _floor_and_loudest(raw, half)
-        return _Activity(prob, flat, raw - loudest, raw - floor, np.zeros(0, dtype=np.int64))
-    raw_floor = _floor_and_loudest(raw, half)[0]
-    prob = _speech_prob(samples, workers, even_gain(raw, raw_floor, _FPS))[: len(raw)]
-    # Where the speech changes source is only heard once the quiet source is levelled; then the
-    # gain is made again, afresh from each change on.
-    changes = _source_changes(raw, prob > 0.5)
-    gain = even_gain(raw, raw_floor, _FPS, changes)
+    if level:
+        raw_floor = _floor_and_loudest(raw, half)[0]
+        prob = _speech_prob(samples, workers, even_gain(raw, raw_floor, _FPS))[: len(raw)]
+        # Where the speech changes source is only heard once the quiet source is levelled; then
+        # the gain is made again, afresh from each change on.
+        changes = _source_changes(raw, prob > 0.5)
+        gain = even_gain(raw, raw_floor, _FPS, changes)
+    else:
+        gain, changes = np.zeros(len(raw)), np.zeros(0, dtype=np.int64)
+        prob = _speech_prob(samples, workers, gain)[: len(raw)]
     db = raw + gain  # the levelled frames' energy: the gain is smooth, so near enough per frame
     floor, loudest = _floor_and_loudest(db, half)
     return _Activity(prob, gain, db - loudest, db - floor, changes)

@@ -9,8 +9,9 @@ Longer audio is cut at its pauses (audio/segment.py), and consecutive pieces are
 windows of up to 28 s, as Whisper was trained: several utterances to a window, with timestamps.
 Whisper's own long-form decoding slides its window and, on joined or noisy recordings, jumps
 over whole utterances; a window that starts and ends at a pause does not. Before decoding, the
-recording's loudness is evened out (audio/level.py): Whisper skips a quiet speaker next to a
-loud one in the same window, and no cut prevents that. Then two checks, on every window:
+recording's loudness is evened out (audio/level.py): Whisper skips speech far quieter than the
+rest. Pieces also end where the speech changes source, and no window spans such a change:
+even levelled, Whisper skips the second source of a shared window. Then checks on every window:
 
 - a window that says a phrase again ("the most obvious? the most obvious?") is decoded again
   with faster-whisper's sampling fallback; the first answer without the repeat replaces it;
@@ -82,6 +83,12 @@ class _Decoded:
     @property
     def word_count(self) -> int:
         return len(self.text.split())
+
+    @property
+    def too_fast(self) -> bool:
+        """More words than anyone speaks in the piece's time: Whisper looping over speech that
+        really repeats itself (the repeat check cannot tell the two apart)."""
+        return self.word_count > MAX_WORDS_PER_S * self.piece.duration
 
 
 class SegmentedDecoder:
@@ -269,7 +276,10 @@ class _Decoding:
         if k in self.final[clip] or (clip, k) in self.subs or any(j not in self.first[clip] for j in near):
             return
         d, cutter = self.first[clip][k], self.pieces.cutters[clip]
-        if _slow([self.first[clip][j] for j in near], k - near.start) or _skipped(cutter, d) or _too_fast(cutter, d):
+        # A short clip is decoded as faster-whisper decodes it and left so (it has no
+        # neighbours to be slow against either).
+        long = cutter.duration > FULL_WINDOW_S
+        if _slow([self.first[clip][j] for j in near], k - near.start) or (long and (_skipped(cutter, d) or d.too_fast)):
             sub = cutter.split(d.piece)
             if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
                 self.subs[clip, k] = [None] * len(sub)
@@ -290,7 +300,7 @@ class _Decoding:
 def _better(d: _Decoded, subs: list[_Decoded]) -> list[_Decoded]:
     """A repaired piece, or its sub-pieces: where they hold clearly fewer words if the piece
     said more than fits in its time, else where they hold clearly more."""
-    if d.word_count > MAX_WORDS_PER_S * d.piece.duration:
+    if d.too_fast:
         kept = [r for r in subs if r.text]
         return kept if kept and REPAIR_GAIN * sum(r.word_count for r in kept) < d.word_count else [d]
     kept = [r for r in subs if r.text and not repeated_phrase(r.text)]
@@ -311,16 +321,9 @@ def _slow(pieces: list[_Decoded], k: int) -> bool:
 
 
 def _skipped(cutter: Cutter, d: _Decoded) -> bool:
-    """Whether a window of a long clip leaves speech the VAD hears without words (Whisper, done
-    with one speaker, sometimes ends the window before the next one speaks). A short clip is
-    decoded as faster-whisper decodes it and left so."""
-    return cutter.duration > FULL_WINDOW_S and bool(untranscribed(cutter, d.piece, d.segments, MIN_GAP_SPEECH_S))
-
-
-def _too_fast(cutter: Cutter, d: _Decoded) -> bool:
-    """Whether a window of a long clip says more words than anyone speaks in its time: Whisper
-    looping over speech that really repeats itself (the repeat check cannot tell those apart)."""
-    return cutter.duration > FULL_WINDOW_S and d.word_count > MAX_WORDS_PER_S * d.piece.duration
+    """Whether a window leaves speech the VAD hears without words (Whisper, done with one
+    speaker, sometimes ends the window before the next one speaks)."""
+    return bool(untranscribed(cutter, d.piece, d.segments, MIN_GAP_SPEECH_S))
 
 
 def _gap_warnings(cutter: Cutter, pieces: list[_Decoded], segments: tuple[Segment, ...]) -> tuple[TranscriptWarning, ...]:
