@@ -17,8 +17,8 @@ even levelled, Whisper skips the second source of a shared window. Then checks o
   with faster-whisper's sampling fallback; the first answer without the repeat replaces it;
 - a window of a long clip that yields far fewer words per second than the windows around it,
   or that leaves a second or more of speech the VAD hears without words, was probably partly
-  skipped: it is cut again at its shorter pauses and the parts are decoded; their text
-  replaces the window's when it holds clearly more words;
+  skipped: the pieces it was packed from are decoded one by one (a window of one piece is cut
+  again at its shorter pauses); their text replaces the window's when it holds clearly more words;
 - a window with more words than fit in its time (over 6 a second) looped: it is cut and
   decoded the same way, and the parts replace it when they hold clearly fewer words.
 """
@@ -110,10 +110,8 @@ class SegmentedDecoder:
         workers = self.model.model.num_workers
         watches = list(watches) if watches is not None else [None] * len(clips)
         cutters = [Cutter(c, workers=workers) for c in clips]
-        plans = [
-            pack(c.pieces(max_len=PIECE_MAX_S), WINDOW_FILL_S, c.source_cuts) if c.duration > FULL_WINDOW_S else [Piece(0.0, c.duration)]
-            for c in cutters
-        ]
+        pieces = [c.pieces(max_len=PIECE_MAX_S) if c.duration > FULL_WINDOW_S else [Piece(0.0, c.duration)] for c in cutters]
+        plans = [pack(p, WINDOW_FILL_S, c.source_cuts) for p, c in zip(pieces, cutters)]
         # A short clip lets faster-whisper detect its language as it always does; a long one is
         # detected once, on its first 30 s, so every piece is decoded in the same language.
         languages = [
@@ -123,7 +121,7 @@ class SegmentedDecoder:
         tally = _Tally(cutters, [w.progress if w else None for w in watches])
         listeners = [w.text if w else None for w in watches]
         run = _Run(self.model, cutters, languages, options)
-        decoded = _Decoding(run, plans, tally, listeners).run(workers)
+        decoded = _Decoding(run, plans, pieces, tally, listeners).run(workers)
         out = []
         for i, clip in enumerate(clips):
             pieces = decoded[i]
@@ -229,8 +227,11 @@ class _Decoding:
     what is told early is exactly what the finished transcript says.
     """
 
-    def __init__(self, run: _Run, plans: list[list[Piece]], tally: _Tally, listeners: Sequence[OnText | None]) -> None:
+    def __init__(
+        self, run: _Run, plans: list[list[Piece]], pieces: list[list[Piece]], tally: _Tally, listeners: Sequence[OnText | None],
+    ) -> None:
         self.pieces, self.plans, self.tally, self.listeners = run, plans, tally, list(listeners)
+        self.packed = pieces  # the cutter's pieces each clip's windows were packed from
         self.first: list[dict[int, _Decoded]] = [{} for _ in plans]
         self.final: list[dict[int, list[_Decoded]]] = [{} for _ in plans]
         self.subs: dict[tuple[int, int], list[_Decoded | None]] = {}
@@ -280,12 +281,25 @@ class _Decoding:
         # neighbours to be slow against either).
         long = cutter.duration > FULL_WINDOW_S
         if _slow([self.first[clip][j] for j in near], k - near.start) or (long and (_skipped(cutter, d) or d.too_fast)):
-            sub = cutter.split(d.piece)
+            sub = self._parts(clip, d.piece)
             if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
                 self.subs[clip, k] = [None] * len(sub)
-                self.repairs.extend(_Job(clip, k, p, False, part) for part, p in enumerate(sub))
+                for part, p in enumerate(sub):
+                    if not cutter.speech(p).any():  # a pause at the window's edge: nothing to hear
+                        self.subs[clip, k][part] = _Decoded(clip, p, ())
+                    else:
+                        self.repairs.append(_Job(clip, k, p, False, part))
+                if all(p is not None for p in self.subs[clip, k]):
+                    self.final[clip][k] = _better(d, self.subs[clip, k])
                 return
         self.final[clip][k] = [d]
+
+    def _parts(self, clip: int, window: Piece) -> list[Piece]:
+        """What a window that went wrong is decoded as instead: the pieces it was packed from
+        (Whisper skips or loops over whole utterances, and each piece ends at a pause), or a
+        single piece cut again at its shorter pauses."""
+        inside = [p for p in self.packed[clip] if window.start - 1e-6 <= p.start and p.end <= window.end + 1e-6]
+        return inside if len(inside) > 1 else self.pieces.cutters[clip].split(window)
 
     def _tell(self, clip: int) -> None:
         listener = self.listeners[clip]
