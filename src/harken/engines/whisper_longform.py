@@ -124,12 +124,12 @@ class SegmentedDecoder:
         decoded = _Decoding(run, plans, pieces, tally, listeners).run(workers)
         out = []
         for i, clip in enumerate(clips):
-            pieces = decoded[i]
-            segments = tuple(replace(s, id=k) for k, s in enumerate(s for d in pieces for s in d.segments))
+            done = decoded[i]
+            segments = tuple(replace(s, id=k) for k, s in enumerate(s for d in done for s in d.segments))
             language, probability = languages[i]
             if language is None or probability is None:
                 language, probability = run.detected.get(i, ("en", 1.0))
-            out.append(EngineTranscript(segments, language, probability, _gap_warnings(cutters[i], pieces, segments)))
+            out.append(EngineTranscript(segments, language, probability, _gap_warnings(cutters[i], done, segments)))
             tally.finish(i)
         return out
 
@@ -264,10 +264,8 @@ class _Decoding:
             for k in range(max(0, job.index - RATE_NEIGHBOURS), min(n, job.index + RATE_NEIGHBOURS + 1)):
                 self._judge(clip, k)
         else:
-            parts = self.subs[clip, job.index]
-            parts[job.part] = d
-            if all(p is not None for p in parts):
-                self.final[clip][job.index] = _better(self.first[clip][job.index], parts)
+            self.subs[clip, job.index][job.part] = d
+            self._settle(clip, job.index)
         self._tell(clip)
 
     def _judge(self, clip: int, k: int) -> None:
@@ -289,10 +287,15 @@ class _Decoding:
                         self.subs[clip, k][part] = _Decoded(clip, p, ())
                     else:
                         self.repairs.append(_Job(clip, k, p, False, part))
-                if all(p is not None for p in self.subs[clip, k]):
-                    self.final[clip][k] = _better(d, self.subs[clip, k])
+                self._settle(clip, k)
                 return
         self.final[clip][k] = [d]
+
+    def _settle(self, clip: int, k: int) -> None:
+        """Window k is final once every part of its repair is decoded (or had nothing to hear)."""
+        parts = self.subs[clip, k]
+        if all(p is not None for p in parts):
+            self.final[clip][k] = _better(self.first[clip][k], parts)
 
     def _parts(self, clip: int, window: Piece) -> list[Piece]:
         """What a window that went wrong is decoded as instead: the pieces it was packed from
