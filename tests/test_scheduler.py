@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from harken.audio import load_audio
 from harken.engines.base import TranscribeOptions
 from harken.runtime.scheduler import Scheduler

@@ -53,7 +53,7 @@ def test_a_long_unpunctuated_sentence_is_spoken_in_bounded_pieces(service):
     assert " ".join(cut) == words and all(len(p) <= MAX_PIECE_CHARS for p in cut) and len(cut) >= 5
     assert all(not p.startswith(" ") and " " not in p[-1:] for p in cut)  # cut between words
     assert pieces("One, two, three. Four!") == ["One, two, three.", "Four!"]
-    spoken = service.speak(words, format="wav")  # one 1,000-character sentence, no punctuation
+    spoken = service.speak(words, format="wav")  # one 957-character sentence, no punctuation
     heard = service.transcribe(spoken.data, use_cache=False).text
     assert wer([words], [heard]) < 0.2 and 30 < spoken.duration < 90
 
@@ -63,7 +63,7 @@ def test_speech_that_really_repeats_itself_is_not_looped(service):
     times (270-285 words without the too-fast repair). Which words come back varies from run
     to run, since faster-whisper's fallback samples on text this repetitive: 98-180 of the
     180 words said, measured over 19 runs. So the test checks the loop alone: never a tenth
-    more words than were said (a loop adds half again), and text to the end of the audio."""
+    more words than were said (a loop adds half again), and no segment past the audio's end."""
     sentence = "the weather will be sunny tomorrow with a light breeze from the west and then"
     said = 12 * len(sentence.split())
     spoken = service.speak(" ".join([sentence] * 12), format="wav")

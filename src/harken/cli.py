@@ -77,7 +77,7 @@ def transcribe(
     word_timestamps: Annotated[bool, typer.Option("--word-timestamps", help="Add word-level timestamps.")] = False,
     beam_size: Annotated[int, typer.Option(help="Beam width.")] = 5,
     temperature: Annotated[float, typer.Option(help="0 decodes by beam search (with fallback); above 0 samples.")] = 0.0,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling, for reproducible runs.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling. Whisper's CTranslate2 seeds each worker once, when it first samples: the first run in a fresh process repeats, later ones in it do not (a cached result does).")] = None,
     vad: Annotated[bool, typer.Option("--vad/--no-vad", help="Drop non-speech before decoding (sequential decoding).")] = False,
     long_form: Annotated[str, typer.Option(help="segmented (auto: cut at pauses, pieces decoded in parallel) or sequential (faster-whisper's own) decoding.")] = "auto",
     prompt: Annotated[Optional[str], typer.Option(help="Initial prompt (spellings, context).")] = None,

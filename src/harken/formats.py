@@ -9,7 +9,7 @@ from typing import Callable
 
 from harken.cues import cues
 from harken.errors import HarkenError, InvalidOptionError
-from harken.results import Segment, Transcript
+from harken.results import Transcript
 
 __all__ = [
     "Writer",

@@ -79,6 +79,9 @@ class WhisperEngine:
         if options.seed is not None:
             import ctranslate2
 
+            # CTranslate2's generator is per worker thread and seeded when that thread first
+            # samples, from this global seed; it has no per-call seed. So a seed repeats the
+            # first sampled run of a process, not every run (the CLI's --seed help says so).
             ctranslate2.set_random_seed(options.seed)
         if options.long_form == "sequential":
             return [self._sequential(c, options, w or Watch()) for c, w in zip(clips, watches)]
