@@ -1,7 +1,7 @@
 """Transcripts a user can trust: the failure classes of issue 13, on real recordings and the real model.
 
 - short clips are decoded as faster-whisper decodes them (full window, fallback), so they
-  cannot come out less accurate than it on the same model;
+  cannot come out less accurate than it on the same model; a lone word gets a margin of silence;
 - long audio is cut into pieces, each decoded the same way, without repeating phrases;
 - speech that yields no words, and a language the model does not know, give warnings.
 """
@@ -28,12 +28,28 @@ def plain_fw(service):
     return WhisperModel(str(path), device="cpu", compute_type="int8")
 
 
-@pytest.mark.parametrize("name", ["jfk.flac", "LJ001-0003.flac", "fleurs-en-003.ogg", "5_nicolas_46.wav"])
+@pytest.mark.parametrize("name", ["jfk.flac", "LJ001-0003.flac", "fleurs-en-003.ogg", "61-70968-0000.flac"])
 def test_short_clip_is_faster_whisper_exactly(service, plain_fw, data_dir, name):
+    """Text and timestamps, whether the speech has quiet around it (fleurs) or starts at the first frame (61-70968)."""
     audio = load_audio(data_dir / name)
-    segments, _ = plain_fw.transcribe(audio.samples, beam_size=5)
-    expected = " ".join(s.text.strip() for s in segments)
-    assert service.transcribe(audio, use_cache=False).text == expected
+    expected = list(plain_fw.transcribe(audio.samples, beam_size=5)[0])
+    t = service.transcribe(audio, use_cache=False)
+    assert t.text == " ".join(s.text.strip() for s in expected)
+    for mine, theirs in zip(t.segments, expected, strict=True):
+        assert (mine.start, mine.end) == pytest.approx((theirs.start, min(theirs.end, audio.duration)), abs=0.002)
+
+
+def test_a_lone_word_is_heard_in_a_margin_of_silence(service, plain_fw, data_dir):
+    """A spoken digit trimmed tight to the word: plain faster-whisper has said "Thank you." for it
+    on every machine tried; with 0.4 s of silence on either side it is "two", timed within the clip."""
+    audio = load_audio(data_dir / "2_jackson_34.wav")
+    t = service.transcribe(audio, use_cache=False, word_timestamps=True)
+    assert wer(["two"], [t.text]) == 0 and t.warnings == ()
+    [segment] = t.segments
+    assert 0 <= segment.start < segment.end <= audio.duration
+    assert all(0 <= w.start <= w.end <= audio.duration for w in segment.words)
+    padded = np.concatenate([np.zeros(SAMPLE_RATE * 2 // 5, np.float32), audio.samples, np.zeros(SAMPLE_RATE * 2 // 5, np.float32)])
+    assert " ".join(s.text.strip() for s in plain_fw.transcribe(padded, beam_size=5)[0]).lower().strip(".") == "two"
 
 
 def test_segments_have_real_timestamps(service, data_dir):
@@ -65,8 +81,9 @@ def test_repeated_phrase_catches_what_decoders_do_and_passes_what_speakers_say()
 
 
 def test_empty_short_word_is_not_silent(service, data_dir):
-    """A spoken digit that Whisper (here as in faster-whisper) hears no words in is reported, not dropped."""
-    t = service.transcribe(data_dir / "5_nicolas_46.wav", use_cache=False)
+    """A spoken digit that Whisper hears no words in, even in its margin, is reported, not dropped
+    (plain faster-whisper says "Thank you." for it)."""
+    t = service.transcribe(data_dir / "2_nicolas_25.wav", use_cache=False)
     assert t.text == ""
     [warning] = [w for w in t.warnings if w.code == "untranscribed_speech"]
     assert 0 <= warning.start < warning.end <= t.duration + 0.01

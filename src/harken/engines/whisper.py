@@ -24,7 +24,8 @@ class WhisperEngine:
     """Transcription, translation and language detection with a CTranslate2 Whisper model.
 
     By default every clip takes the segmented path (engines/whisper_longform.py): a clip of up
-    to 30 s is decoded exactly as faster-whisper decodes it, longer ones are cut at pauses and
+    to 30 s is decoded exactly as faster-whisper decodes it (a word or two under 2 s in a margin
+    of silence), longer ones are cut at pauses and
     each piece decoded the same way, the pieces of several clips in parallel on single-threaded
     CTranslate2 workers. `long_form="sequential"` selects faster-whisper's own long-form decoder.
     """
@@ -156,11 +157,12 @@ def _parallelism(device: str, workers: int, cpu_threads: int) -> tuple[int, int]
     return workers, cpu_threads or max(1, cores // workers)
 
 
-def fw_segment(seg: Any, index: int = 0, offset: float = 0.0, limit: float = float("inf")) -> Segment:
-    """A faster-whisper segment as harken's, its times shifted by `offset` (a piece's start) and capped at `limit`."""
+def fw_segment(seg: Any, index: int = 0, offset: float = 0.0, limit: float = float("inf"), floor: float = 0.0) -> Segment:
+    """A faster-whisper segment as harken's, its times shifted by `offset` (where the decoded
+    audio starts) and kept within `floor` and `limit` (the piece's own start and end)."""
 
     def at(t: float) -> float:
-        return round(min(offset + t, limit), 3)
+        return round(max(floor, min(offset + t, limit)), 3)
 
     words = None
     if seg.words is not None:
