@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,19 @@ def pytest_configure(config) -> None:
 
 def manifest() -> dict[str, dict]:
     return {row["path"]: row for row in map(json.loads, (DATA / "manifest.jsonl").read_text().splitlines())}
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, for tests that render a page. Without it they skip, unless
+    HARKEN_REQUIRE_CHROMIUM=1 (CI sets it and installs the package), which makes them fail."""
+    path = Path("/usr/bin/chromium")
+    if not path.exists():
+        message = "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+        if os.environ.get("HARKEN_REQUIRE_CHROMIUM", "") == "1":
+            pytest.fail(message + " [HARKEN_REQUIRE_CHROMIUM=1]", pytrace=False)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -321,10 +321,7 @@ def test_html_report_compares_the_models_clip_by_clip(two_model_report):
     assert len(text) < 200_000
 
 
-def test_html_report_renders_in_a_browser(two_model_report, tmp_path):
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("no /usr/bin/chromium to render the report with")
+def test_html_report_renders_in_a_browser(two_model_report, tmp_path, chromium):
     image = pytest.importorskip("PIL.Image")
     page, _, _ = two_model_report
     shot = tmp_path / "report.png"
