@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from harken.audio import SAMPLE_RATE, Audio, load_audio
-from harken.engines.whisper_longform import repeated_phrase
+from harken.audio.segment import Piece
+from harken.engines.whisper_longform import _better, _Decoded, repeated_phrase
+from harken.results import Segment
 from harken.formats import format_transcript
 from tests.test_cli import run
 from tests.wer import wer
@@ -71,6 +73,26 @@ def test_long_join_holds_no_repeated_phrase_and_every_clip(service, data_dir, re
         assert repeated_phrase(s.text) is None, s.text
     assert wer([reference], [t.text]) < 0.12
     assert not [w for w in t.warnings if w.code == "untranscribed_speech"]
+
+
+def test_a_repair_keeps_a_sentence_the_audio_really_says_twice():
+    """tiny.en's own output on a 25.8 s window of a join (LJ001-0011, jfk, LJ001-0011,
+    fleurs-en-003): the window skipped jfk and fleurs and wrote LJ001-0011 twice. Decoded as the
+    pieces it was packed from, the first piece says LJ001-0011 twice too, because the audio does;
+    the parts must still replace the window (they were dropped for their repeat, losing 36 words)."""
+    lj = "It is of the first importance that the letter used should be fine in form."
+    jfk = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."
+    fleurs = "The cabbage juice changes color depending on how acidic, basic alkaline the chemical is."
+
+    def decoded(start: float, end: float, *texts: str) -> _Decoded:
+        return _Decoded(0, Piece(start, end), tuple(Segment(i, start, end, t) for i, t in enumerate(texts)))
+
+    window = decoded(341.2, 367.0, lj, lj)
+    parts = [decoded(341.2, 361.1, lj, jfk, lj), decoded(361.1, 367.0, fleurs)]
+    assert repeated_phrase(parts[0].text) and not parts[0].too_fast
+    assert _better(window, parts) == parts
+    looped = decoded(361.1, 367.0, " ".join([fleurs] * 4))  # 56 words in 5.9 s: a loop, not speech
+    assert _better(window, [parts[0], looped]) == [parts[0]]
 
 
 def test_repeated_phrase_catches_what_decoders_do_and_passes_what_speakers_say():

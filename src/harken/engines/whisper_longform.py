@@ -340,7 +340,9 @@ def _better(d: _Decoded, subs: list[_Decoded]) -> list[_Decoded]:
     if d.too_fast:
         kept = [r for r in subs if r.text]
         return kept if kept and REPAIR_GAIN * sum(r.word_count for r in kept) < d.word_count else [d]
-    kept = [r for r in subs if r.text and not repeated_phrase(r.text)]
+    # A part may say a phrase twice because the audio does (a join of recordings can hold one
+    # sentence twice, 10 s apart): only a part that says more than fits in its time looped.
+    kept = [r for r in subs if r.text and not r.too_fast]
     if kept and sum(r.word_count for r in kept) > REPAIR_GAIN * d.word_count:
         return kept
     return [d]
