@@ -1,0 +1,207 @@
+"""Windows of a long clip decoded as faster-whisper decodes a window, several at a time.
+
+For each window harken cuts from a long clip (at most 30 s, starting and ending at a pause)
+this takes faster-whisper's own steps: its prompt, beam search with its temperature fallback,
+its no-speech gate, and its split of the text at Whisper's timestamps. Two things differ, both
+for speed:
+
+- the beam search at temperature 0 runs for several windows in one CTranslate2 call: each
+  decoding step then reads the output layer, most of a small Whisper's weights, once for all
+  of them (tiny.en on a 2-core CPU: about a quarter less decoder time at 4 windows a call);
+- where Whisper ends a window with speech still to come in it, faster-whisper encodes the
+  audio again from its last timestamp. Here decoding resumes on the window's own encoder
+  output instead, from a forced timestamp at that point: the prompt faster-whisper would give,
+  and no second encoder pass. It also resumes where the VAD hears a second or more of speech
+  after the last segment (Whisper, done with one speaker, sometimes ends before the next).
+
+faster-whisper's private steps are used directly (pinned to the 1.2 series in pyproject.toml).
+A window that wants word timestamps, or faster-whisper's VAD, takes faster-whisper's own path.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from functools import cache
+
+import numpy as np
+
+__all__ = ["Window", "decode_windows"]
+
+# A bound on the decoder's work per window, never reached in practice (one resume is usual):
+# faster-whisper's own loop has none, but it moves on by a new encoder window each time.
+MAX_RESUMES = 3
+MIN_PROGRESS_S = 1.0  # a resume that would not move on by this much would decode the same again
+
+
+@dataclass(frozen=True)
+class Window:
+    samples: np.ndarray  # at most 30 s at 16 kHz
+    # Given where the text so far ends (s from the window's start): where speech that the VAD
+    # hears and the text does not reach starts after it, if there is enough to decode.
+    speech_left: Callable[[float], float | None]
+
+
+def decode_windows(model, windows: Sequence[Window], *, language: str, task: str, beam_size: int,
+                   temperatures: Sequence[float], initial_prompt: str | None, max_new_tokens: int | None):
+    """faster-whisper Segments (times from each window's start) for each window, decoded together."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task=task, language=language)
+    options = _options(model, tokenizer, beam_size, temperatures, initial_prompt, max_new_tokens)
+    frames = []
+    encoded = []
+    for w in windows:
+        features = model.feature_extractor(w.samples)
+        frames.append(features.shape[-1] - 1)
+        encoded.append(model.encode(pad_or_trim(features[:, : frames[-1]])))
+    prompts = [_Prompt(model, tokenizer, options) for _ in windows]
+    firsts = _first_decodings(model, tokenizer, options, encoded, [p.tokens(0) for p in prompts])
+    out = []
+    for w, n, enc, prompt, first in zip(windows, frames, encoded, prompts, firsts):
+        out.append(_window(model, tokenizer, options, w, n, enc, prompt, first))
+    return out
+
+
+class _Prompt:
+    """What faster-whisper puts before a window's decoding: the text so far (until a sampled
+    decoding resets it), then the start-of-transcript tokens."""
+
+    def __init__(self, model, tokenizer, options) -> None:
+        self.model, self.tokenizer, self.options = model, tokenizer, options
+        self.previous: list[int] = []
+        if options.initial_prompt:
+            self.previous = tokenizer.encode(" " + options.initial_prompt.strip())
+
+    def tokens(self, seek: int) -> list[int]:
+        prompt = self.model.get_prompt(self.tokenizer, self.previous, without_timestamps=False)
+        return prompt + [self.forced(seek)] if seek else prompt
+
+    def forced(self, seek: int) -> int:
+        return self.tokenizer.timestamp_begin + seek // self.model.input_stride
+
+    def said(self, tokens: list[int], temperature: float) -> None:
+        self.previous.extend(tokens)
+        if temperature > self.options.prompt_reset_on_temperature:
+            self.previous = []
+
+
+def _first_decodings(model, tokenizer, options, encoded, prompts):
+    """Each window's first decoding: one beam search at temperature 0 for all of them, then
+    faster-whisper's whole ladder for any window that fails its checks there."""
+    alone = len(encoded) == 1 or len({tuple(p) for p in prompts}) > 1 or options.temperatures[0] != 0
+    if alone or options.max_new_tokens is not None:  # (faster-whisper checks max_new_tokens against the prompt)
+        return [model.generate_with_fallback(e, p, tokenizer, options) for e, p in zip(encoded, prompts)]
+    import ctranslate2
+
+    stacked = np.concatenate([np.asarray(e) for e in encoded])  # kept alive: the view does not copy it
+    batch = ctranslate2.StorageView.from_array(stacked)
+    results = model.model.generate(
+        batch, prompts, beam_size=options.beam_size, patience=options.patience, **_generate_kwargs(model, options),
+    )
+    out = []
+    for e, p, result in zip(encoded, prompts, results):
+        decoded = _scored(tokenizer, options, result)
+        if _needs_fallback(options, result, decoded[1], decoded[3]):
+            decoded = model.generate_with_fallback(e, p, tokenizer, options)
+        out.append(decoded)
+    return out
+
+
+def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: _Prompt, decoded):
+    """faster-whisper's loop over one window, resuming on the same encoder output."""
+    from faster_whisper.transcribe import Segment
+
+    duration = frames * model.feature_extractor.time_per_frame
+    segments, seek = [], 0
+    for resume in range(MAX_RESUMES + 1):
+        if resume:
+            decoded = model.generate_with_fallback(encoded, prompt.tokens(seek), tokenizer, options)
+        result, avg_logprob, temperature, compression_ratio = decoded
+        if _silent(options, result, avg_logprob):
+            break
+        tokens = ([prompt.forced(seek)] if seek else []) + list(result.sequences_ids[0])
+        split, next_seek, finished = model._split_segments_by_timestamps(
+            tokenizer=tokenizer, tokens=tokens, time_offset=0.0, segment_size=frames, segment_duration=duration, seek=0,
+        )
+        said = []
+        for s in split:
+            text = tokenizer.decode(s["tokens"])
+            if s["start"] == s["end"] or not text.strip():
+                continue
+            said.extend(s["tokens"])
+            segments.append(Segment(
+                id=len(segments) + 1, seek=seek, start=s["start"], end=s["end"], text=text, tokens=s["tokens"],
+                temperature=temperature, avg_logprob=avg_logprob, compression_ratio=compression_ratio,
+                no_speech_prob=result.no_speech_prob, words=None,
+            ))
+        prompt.said(said, temperature)
+        if finished or next_seek >= frames:  # Whisper says the window is done: unless the VAD hears more
+            left = w.speech_left(max([s.end for s in segments], default=0.0))
+            next_seek = frames if left is None else round(left * model.frames_per_second)
+        if next_seek >= frames or next_seek < seek + MIN_PROGRESS_S * model.frames_per_second:
+            break
+        seek = next_seek
+    return segments
+
+
+def _scored(tokenizer, options, result):
+    """faster-whisper's figures for one decoding: (result, avg_logprob, temperature, compression_ratio)."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    tokens = result.sequences_ids[0]
+    cumulative = result.scores[0] * (len(tokens) ** options.length_penalty)
+    return result, cumulative / (len(tokens) + 1), 0.0, get_compression_ratio(tokenizer.decode(tokens).strip())
+
+
+def _needs_fallback(options, result, avg_logprob: float, compression_ratio: float) -> bool:
+    """faster-whisper's rule: too repetitive or too unlikely, unless it is silence."""
+    unlikely = options.log_prob_threshold is not None and avg_logprob < options.log_prob_threshold
+    repetitive = options.compression_ratio_threshold is not None and compression_ratio > options.compression_ratio_threshold
+    silence = options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold and unlikely
+    return (repetitive or unlikely) and not silence
+
+
+def _silent(options, result, avg_logprob: float) -> bool:
+    """faster-whisper's no-speech gate: Whisper thinks there is no speech and its text is unlikely."""
+    return (
+        options.no_speech_threshold is not None
+        and result.no_speech_prob > options.no_speech_threshold
+        and not (options.log_prob_threshold is not None and avg_logprob > options.log_prob_threshold)
+    )
+
+
+def _generate_kwargs(model, options) -> dict:
+    """The arguments faster-whisper gives CTranslate2's generate, apart from the search itself."""
+    return dict(
+        length_penalty=options.length_penalty, repetition_penalty=options.repetition_penalty,
+        no_repeat_ngram_size=options.no_repeat_ngram_size, max_length=model.max_length, return_scores=True,
+        return_no_speech_prob=True, suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens,
+        max_initial_timestamp_index=int(round(options.max_initial_timestamp / model.time_precision)),
+    )
+
+
+def _options(model, tokenizer, beam_size: int, temperatures: Sequence[float], initial_prompt: str | None,
+             max_new_tokens: int | None):
+    """faster-whisper's TranscriptionOptions, with its own defaults for everything harken does not set."""
+    from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+
+    defaults = _defaults()
+    values = {f.name: defaults[f.name] for f in fields(TranscriptionOptions) if f.name in defaults}
+    values.update(
+        beam_size=beam_size, temperatures=list(temperatures), initial_prompt=initial_prompt, prefix=None,
+        max_new_tokens=max_new_tokens, without_timestamps=False, word_timestamps=False, multilingual=False,
+        hotwords=None, clip_timestamps=[0.0], hallucination_silence_threshold=None,
+        suppress_tokens=get_suppressed_tokens(tokenizer, defaults["suppress_tokens"]),
+    )
+    return TranscriptionOptions(**values)
+
+
+@cache
+def _defaults() -> dict:
+    """faster-whisper's defaults for WhisperModel.transcribe's arguments."""
+    from faster_whisper.transcribe import WhisperModel
+
+    return {k: p.default for k, p in inspect.signature(WhisperModel.transcribe).parameters.items()}
