@@ -15,7 +15,7 @@ import pytest
 
 from harken.audio import SAMPLE_RATE, Audio, load_audio
 from harken.audio.segment import Piece
-from harken.engines.whisper_longform import _better, _Decoded, repeated_phrase
+from harken.engines.whisper_longform import SHORT_MARGIN_S, _better, _Decoded, repeated_phrase
 from harken.results import Segment
 from harken.formats import format_transcript
 from tests.test_cli import run
@@ -50,7 +50,8 @@ def test_a_lone_word_is_heard_in_a_margin_of_silence(service, plain_fw, data_dir
     [segment] = t.segments
     assert 0 <= segment.start < segment.end <= audio.duration
     assert all(0 <= w.start <= w.end <= audio.duration for w in segment.words)
-    padded = np.concatenate([np.zeros(SAMPLE_RATE * 2 // 5, np.float32), audio.samples, np.zeros(SAMPLE_RATE * 2 // 5, np.float32)])
+    margin = np.zeros(round(SHORT_MARGIN_S * SAMPLE_RATE), np.float32)
+    padded = np.concatenate([margin, audio.samples, margin])
     assert " ".join(s.text.strip() for s in plain_fw.transcribe(padded, beam_size=5)[0]).lower().strip(".") == "two"
 
 

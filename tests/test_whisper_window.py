@@ -25,10 +25,14 @@ def joined(data_dir, *names: str) -> np.ndarray:
     return np.concatenate([load_audio(data_dir / n).samples for n in names])
 
 
+def segments(model, windows: list[Window]) -> list:
+    """faster-whisper Segments per window, with harken's defaults (beam 5, the fallback ladder)."""
+    return decode_windows(model, windows, language="en", task="transcribe", beam_size=5,
+                          temperatures=FALLBACK_TEMPERATURES, initial_prompt=None, max_new_tokens=None)
+
+
 def decode(model, windows: list[Window]) -> list[str]:
-    found = decode_windows(model, windows, language="en", task="transcribe", beam_size=5,
-                           temperatures=FALLBACK_TEMPERATURES, initial_prompt=None, max_new_tokens=None)
-    return [" ".join(s.text.strip() for s in segments) for segments in found]
+    return [" ".join(s.text.strip() for s in found) for found in segments(model, windows)]
 
 
 def nothing_left(_: float) -> None:
@@ -47,12 +51,11 @@ def test_a_window_whisper_ends_early_resumes_without_a_second_encoder_pass(fw, d
     plain = " ".join(s.text.strip() for s in fw.transcribe(audio, beam_size=5, language="en")[0])
     assert len(passes) == 2  # faster-whisper's continuation: what the window decoder saves
     passes.clear()
-    [segments] = decode_windows(fw, [Window(audio, nothing_left)], language="en", task="transcribe", beam_size=5,
-                                temperatures=FALLBACK_TEMPERATURES, initial_prompt=None, max_new_tokens=None)
-    text = " ".join(s.text.strip() for s in segments)
+    [found] = segments(fw, [Window(audio, nothing_left)])
+    text = " ".join(s.text.strip() for s in found)
     assert len(passes) == 1
     assert wer([reference], [text]) <= wer([reference], [plain]) and "ask what you can do for your country" in text
-    assert all(a.end <= b.start for a, b in zip(segments, segments[1:]))  # resumed text follows on
+    assert all(a.end <= b.start for a, b in zip(found, found[1:]))  # resumed text follows on
 
 
 @pytest.mark.parametrize("names", [("61-70968-0000.flac", "jfk.flac"), ("2412-153948-0000.flac", "fleurs-en-004.ogg")])

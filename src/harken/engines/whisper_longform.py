@@ -5,7 +5,7 @@ encoder window, timestamps, and its temperature fallback on repetitive or unlike
 exception is a clip of a word or two (under 2 s): it is heard with 0.4 s of silence on either
 side, the quiet faster-whisper's own VAD keeps around speech. Trimmed tight to a lone word,
 Whisper mostly hears nothing or a stock phrase ("Thank you."); with the margins it hears the
-word (FSDD digits, 45 clips: faster-whisper 0.556 WER, 5 empty; with margins 0.44-0.47, 2-3
+word (FSDD digits, 45 clips: faster-whisper 0.556 WER, 5 empty; with margins 0.40-0.47, 2-3
 empty). Pieces run in parallel on single-threaded CTranslate2 workers.
 
 Longer audio is cut at its pauses (audio/segment.py), and consecutive pieces are joined into
@@ -199,18 +199,22 @@ class _Run:
         found = decode_windows(
             self.model, [Window(cutter.levelled(p), _speech_left(cutter, p)) for p in pieces],
             language=self.languages[clip][0], task=opts.task, beam_size=opts.beam_size,
-            temperatures=FALLBACK_TEMPERATURES if opts.temperature == 0.0 else (opts.temperature,),
-            initial_prompt=opts.initial_prompt, max_new_tokens=opts.max_new_tokens,
+            temperatures=self._temperatures(), initial_prompt=opts.initial_prompt, max_new_tokens=opts.max_new_tokens,
         )
         return [
             _Decoded(clip, p, tuple(fw_segment(s, 0, p.start, p.end) for s in segments if s.text.strip()))
             for p, segments in zip(pieces, found)
         ]
 
+    def _temperatures(self) -> tuple[float, ...]:
+        """faster-whisper's fallback ladder, or the one temperature the caller asked for."""
+        t = self.options.temperature
+        return FALLBACK_TEMPERATURES if t == 0.0 else (t,)
+
     def _decode(self, clip: int, piece: Piece, temperatures: tuple[float, ...] | None) -> _Decoded:
         opts = self.options
         if temperatures is None:
-            temperatures = FALLBACK_TEMPERATURES if opts.temperature == 0.0 else (opts.temperature,)
+            temperatures = self._temperatures()
         cutter = self.cutters[clip]
         if cutter.duration > FULL_WINDOW_S:  # a long clip is heard levelled; its windows start and end at pauses
             samples, lead = cutter.levelled(piece), 0.0
