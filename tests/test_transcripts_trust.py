@@ -15,7 +15,8 @@ import pytest
 
 from harken.audio import SAMPLE_RATE, Audio, load_audio
 from harken.audio.segment import Piece
-from harken.engines.whisper_longform import SHORT_MARGIN_S, _better, _Decoded, repeated_phrase
+from harken.engines.base import TranscribeOptions
+from harken.engines.whisper_longform import SHORT_MARGIN_S, _better, _Decoded, _Run, repeated_phrase
 from harken.results import Segment
 from harken.formats import format_transcript
 from tests.test_cli import run
@@ -101,6 +102,33 @@ def test_repeated_phrase_catches_what_decoders_do_and_passes_what_speakers_say()
     assert repeated_phrase("the conquest of Ireland. In 1173 occurred the conquest of Ireland.") == "the conquest of ireland"
     assert repeated_phrase("ask not what your country can do for you, ask what you can do for your country") is None
     assert repeated_phrase("I think I think it was him.") is None
+    # tiny.en on a join: one sentence, then a loop back into it 4 words later (the whole
+    # sentence is the phrase), and two sentences that share a phrase 30 words apart.
+    assert repeated_phrase(f"{FLEURS_003} For a few minutes, {FLEURS_003}") == repeated_phrase(FLEURS_003 * 2)
+    assert repeated_phrase(f"{LJ_0001} {NOUNS}") is None
+
+
+FLEURS_003 = "The cabbage juice changes color depending on how acidic, basic alkaline, the chemical is."
+LJ_0001 = ("The invention of movable metal letters in the middle of the 15th century may just be considered as "
+           "the invention of the art of printing.")
+NOUNS = "All nouns alongside the world say for you, always begin with a capital letter, even in the middle of a sentence."
+
+
+def test_a_sampled_decoding_replaces_a_loop_only_where_it_drops_the_repeat():
+    """faster-whisper's sampling fallback on a window that repeats itself: its text replaces the
+    window when it drops the repeat (tiny.en's real sampled text on join 0, ending "Prith!"),
+    not when it drops a sentence with it."""
+    run = _Run(None, [], [], TranscribeOptions.build())
+
+    def decoded(text: str) -> _Decoded:
+        return _Decoded(0, Piece(0.0, 20.0), (Segment(0, 0.0, 20.0, text, avg_logprob=-0.3),))
+
+    looped, sampled = decoded(f"{FLEURS_003} For a few minutes, {FLEURS_003}"), decoded(f"{FLEURS_003} Prith!")
+    assert run._unrepeated(looped, lambda temperatures: sampled) is sampled
+    twice = decoded(f"{LJ_0001} {NOUNS} {NOUNS}")
+    assert run._unrepeated(twice, lambda temperatures: decoded(LJ_0001)) is twice
+    once = decoded(f"{LJ_0001} {NOUNS}")
+    assert run._unrepeated(twice, lambda temperatures: once) is once
 
 
 def test_empty_short_word_is_not_silent(service, data_dir):

@@ -9,7 +9,7 @@ import pytest
 from harken.audio import load_audio
 from harken.audio.segment import Cutter, Piece
 from harken.engines.whisper_longform import FALLBACK_TEMPERATURES, _speech_left
-from harken.engines.whisper_window import Window, decode_windows
+from harken.engines.whisper_window import Window, WindowText, decode_windows
 from tests.wer import wer
 
 
@@ -25,10 +25,15 @@ def joined(data_dir, *names: str) -> np.ndarray:
     return np.concatenate([load_audio(data_dir / n).samples for n in names])
 
 
-def segments(model, windows: list[Window]) -> list:
-    """faster-whisper Segments per window, with harken's defaults (beam 5, the fallback ladder)."""
+def decoded(model, windows: list[Window]) -> list[WindowText]:
+    """Each window's text, with harken's defaults (beam 5, the fallback ladder)."""
     return decode_windows(model, windows, language="en", task="transcribe", beam_size=5,
                           temperatures=FALLBACK_TEMPERATURES, initial_prompt=None, max_new_tokens=None)
+
+
+def segments(model, windows: list[Window]) -> list:
+    """faster-whisper Segments per window."""
+    return [w.segments for w in decoded(model, windows)]
 
 
 def decode(model, windows: list[Window]) -> list[str]:
@@ -79,3 +84,18 @@ def test_windows_decoded_together_say_what_each_says_alone(fw, data_dir):
     together = decode(fw, windows)
     assert together == [decode(fw, [w])[0] for w in windows]
     assert all(len(text.split()) > 20 for text in together)
+
+
+def test_a_window_is_sampled_again_on_its_own_encoder_output(fw, data_dir, references, monkeypatch):
+    """A window that repeats a phrase is sampled again at faster-whisper's fallback temperatures:
+    on the encoder output of its first decoding, not a second pass over the audio."""
+    names = ("LJ001-0003.flac", "jfk.flac")
+    reference = " ".join(references[n]["reference"] for n in names)
+    passes = []
+    encode = fw.encode
+    monkeypatch.setattr(fw, "encode", lambda features: passes.append(1) or encode(features))  # the real encoder, counted
+    [window] = decoded(fw, [Window(joined(data_dir, *names), nothing_left)])
+    sampled = " ".join(s.text.strip() for s in window.again(FALLBACK_TEMPERATURES[1:]))
+    assert len(passes) == 1
+    assert all(s.temperature > 0 for s in window.again(FALLBACK_TEMPERATURES[1:]))
+    assert wer([reference], [sampled]) < 0.2

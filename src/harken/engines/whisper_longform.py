@@ -34,9 +34,10 @@ from __future__ import annotations
 import re
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -171,20 +172,28 @@ class _Run:
     def decode(self, clip: int, pieces: list[Piece], first: bool, tally: _Tally | None) -> list[_Decoded]:
         """Decode pieces of one clip, windows of a long clip together (engines/whisper_window.py);
         in the `first` round a piece that repeats a phrase is sampled again at once."""
-        found = self._windows(clip, pieces) if self.windowed(clip) else [self._decode(clip, p, None) for p in pieces]
+        if self.windowed(clip):
+            found = self._windows(clip, pieces)
+        else:
+            found = [(self._decode(clip, p, None), partial(self._decode, clip, p)) for p in pieces]
         if tally is not None:
             for p in pieces:
                 tally.done(clip, p)
-        return [self._unrepeated(d) if first else d for d in found]
+        return [self._unrepeated(d, again) if first else d for d, again in found]
 
-    def _unrepeated(self, decoded: _Decoded) -> _Decoded:
-        if self.options.temperature == 0.0 and repeated_phrase(decoded.text):
-            again = self._decode(decoded.clip, decoded.piece, FALLBACK_TEMPERATURES[1:])
+    def _unrepeated(self, decoded: _Decoded, again: Callable[[tuple[float, ...]], _Decoded]) -> _Decoded:
+        """A decoding that says a phrase again close by, sampled again (`again`) as faster-whisper's
+        fallback would; the sampled text replaces it only when it passes every check below."""
+        phrase = repeated_phrase(decoded.text) if self.options.temperature == 0.0 else None
+        if phrase:
+            sampled = again(FALLBACK_TEMPERATURES[1:])
             # Sampled text must also pass faster-whisper's own gate on confidence: speech that
             # really repeats itself (a chant, a read-out list) otherwise trades a true repeat
-            # for a sampled guess.
-            if again.text and not repeated_phrase(again.text) and again.logprob >= LOGPROB_THRESHOLD:
-                return again
+            # for a sampled guess. And it must drop the repeat, not the speech around it.
+            kept = decoded.word_count - _repeated_words(decoded.text, phrase)
+            if (sampled.text and not repeated_phrase(sampled.text) and sampled.logprob >= LOGPROB_THRESHOLD
+                    and REPAIR_GAIN * sampled.word_count >= kept):
+                return sampled
         return decoded
 
     def windowed(self, clip: int) -> bool:
@@ -194,17 +203,19 @@ class _Run:
         return (self.cutters[clip].duration > FULL_WINDOW_S and self.languages[clip][0] is not None
                 and not opts.word_timestamps and not opts.vad_filter)
 
-    def _windows(self, clip: int, pieces: list[Piece]) -> list[_Decoded]:
+    def _windows(self, clip: int, pieces: list[Piece]) -> list[tuple[_Decoded, Callable[[tuple[float, ...]], _Decoded]]]:
+        """Each window's decoding, and how to decode it again at other temperatures."""
         opts, cutter = self.options, self.cutters[clip]
         found = decode_windows(
             self.model, [Window(cutter.levelled(p), _speech_left(cutter, p)) for p in pieces],
             language=self.languages[clip][0], task=opts.task, beam_size=opts.beam_size,
             temperatures=self._temperatures(), initial_prompt=opts.initial_prompt, max_new_tokens=opts.max_new_tokens,
         )
-        return [
-            _Decoded(clip, p, tuple(fw_segment(s, 0, p.start, p.end) for s in segments if s.text.strip()))
-            for p, segments in zip(pieces, found)
-        ]
+
+        def decoded(p: Piece, segments: list) -> _Decoded:
+            return _Decoded(clip, p, tuple(fw_segment(s, 0, p.start, p.end) for s in segments if s.text.strip()))
+
+        return [(decoded(p, w.segments), lambda t, p=p, w=w: decoded(p, w.again(t))) for p, w in zip(pieces, found)]
 
     def _temperatures(self) -> tuple[float, ...]:
         """faster-whisper's fallback ladder, or the one temperature the caller asked for."""
@@ -497,21 +508,33 @@ _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
 def repeated_phrase(text: str) -> str | None:
-    """A phrase said twice: three or more words straight again, or four or more words anywhere again.
+    """The longest phrase said again close by: three or more words straight again, or four or
+    more words again before twice their length of other words has passed.
 
-    Speakers do repeat themselves, but rarely a whole phrase word for word within seconds;
-    a decoder stuck in a loop does it all the time. Shorter repeats ("I think I think", "ask
-    not what ..., ask what") are normal speech and pass.
+    Speakers do repeat themselves, but rarely a whole phrase word for word within a breath; a
+    decoder stuck in a loop copies what it has just said ("the most obvious? the most obvious?",
+    "the conquest of Ireland. In 1173 occurred the conquest of Ireland."). A short phrase again
+    after a stretch of other words is ordinary language ("in the middle of the 15th century ...
+    even in the middle of a sentence"), and so are shorter repeats ("I think I think", "ask not
+    what ..., ask what").
     """
     words = [w.lower() for w in _WORD.findall(text)]
-    for n in range(3, len(words) // 2 + 1):
-        for i in range(len(words) - 2 * n + 1):
-            if words[i : i + n] == words[i + n : i + 2 * n]:
-                return " ".join(words[i : i + n])
-    seen: set[tuple[str, ...]] = set()
-    for i in range(len(words) - 3):
-        gram = tuple(words[i : i + 4])
-        if gram in seen:
-            return " ".join(gram)
-        seen.add(gram)
-    return None
+    best: list[str] = []
+    for i in range(len(words)):
+        for j in range(i + 3, len(words)):
+            n = 0
+            while j + n < len(words) and i + n < j and words[i + n] == words[j + n]:
+                n += 1
+            gap = j - (i + n)
+            if n > len(best) and n >= 3 and (gap == 0 or (n >= 4 and gap < 2 * n)):
+                best = words[i : i + n]
+    return " ".join(best) or None
+
+
+def _repeated_words(text: str, phrase: str) -> int:
+    """How many of the text's words a loop on the phrase may have added: all from the end of
+    its first saying to the end of its last (a loop comes back through what it said between)."""
+    words, gram = [w.lower() for w in _WORD.findall(text)], phrase.split()
+    n = len(gram)
+    at = [i for i in range(len(words) - n + 1) if words[i : i + n] == gram]
+    return at[-1] - at[0] if at else 0

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cache
 
 import numpy as np
 
-__all__ = ["Window", "decode_windows"]
+__all__ = ["Window", "WindowText", "decode_windows"]
 
 # A bound on the decoder's work per window, never reached in practice (one resume is usual):
 # faster-whisper's own loop has none, but it moves on by a new encoder window each time.
@@ -43,9 +43,18 @@ class Window:
     speech_left: Callable[[float], float | None]
 
 
+@dataclass(frozen=True)
+class WindowText:
+    segments: list  # faster-whisper Segments, times from the window's start
+    # The window decoded again from scratch at these temperatures, on its kept encoder output
+    # (faster-whisper would encode the audio again): how a decoding that looped is sampled.
+    again: Callable[[Sequence[float]], list]
+
+
 def decode_windows(model, windows: Sequence[Window], *, language: str, task: str, beam_size: int,
-                   temperatures: Sequence[float], initial_prompt: str | None, max_new_tokens: int | None):
-    """faster-whisper Segments (times from each window's start) for each window, decoded together."""
+                   temperatures: Sequence[float], initial_prompt: str | None,
+                   max_new_tokens: int | None) -> list[WindowText]:
+    """Each window's text, the windows decoded together."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
 
@@ -59,10 +68,20 @@ def decode_windows(model, windows: Sequence[Window], *, language: str, task: str
         encoded.append(model.encode(pad_or_trim(features[:, : frames[-1]])))
     prompts = [_Prompt(model, tokenizer, options) for _ in windows]
     firsts = _first_decodings(model, tokenizer, options, encoded, [p.tokens(0) for p in prompts])
-    out = []
-    for w, n, enc, prompt, first in zip(windows, frames, encoded, prompts, firsts):
-        out.append(_window(model, tokenizer, options, w, n, enc, prompt, first))
-    return out
+
+    def again(w: Window, n: int, enc) -> Callable[[Sequence[float]], list]:
+        def decode(temperatures: Sequence[float]) -> list:
+            sampled = replace(options, temperatures=list(temperatures))
+            prompt = _Prompt(model, tokenizer, sampled)
+            first = model.generate_with_fallback(enc, prompt.tokens(0), tokenizer, sampled)
+            return _window(model, tokenizer, sampled, w, n, enc, prompt, first)
+
+        return decode
+
+    return [
+        WindowText(_window(model, tokenizer, options, w, n, enc, prompt, first), again(w, n, enc))
+        for w, n, enc, prompt, first in zip(windows, frames, encoded, prompts, firsts)
+    ]
 
 
 class _Prompt:
