@@ -108,7 +108,8 @@ def repeats_phrase(hypothesis: str, reference: str, n: int = 3) -> bool:
     Counts both a phrase said twice in a row ("the most obvious the most obvious") and a
     sentence said again later; a repetition the speaker made is in the reference too.
     """
-    hyp, ref = _words(hypothesis), _words(reference)
+    # Digits compared as digits: "1 0 0 0 1" says what "one zero zero zero one" says.
+    hyp, ref = ([_DIGITS.get(w, w) for w in _words(t)] for t in (hypothesis, reference))
     grams = Counter(tuple(hyp[i : i + n]) for i in range(len(hyp) - n + 1))
     said = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
     return any(c >= 2 and c > said[g] for g, c in grams.items())
