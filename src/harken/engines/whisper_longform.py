@@ -78,10 +78,11 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SHORT_CLIP_S = 2.0
 SHORT_MARGIN_S = 0.4
 LOGPROB_THRESHOLD = -1.0  # faster-whisper's log_prob_threshold: under it, a decoding has failed
-# Windows of one clip decoded in one call (engines/whisper_window.py). 16 windows of a join on
-# 2 workers, encoded and decoded: 4.95 s one at a time, 4.60 s in twos, 4.40 s in fours, 4.71 s
-# in eights (a batch's windows wait for its longest text, and fewer batches balance worse).
-BATCH = 4
+# Windows of one clip decoded in one call (engines/whisper_window.py): more to a call reads the
+# output layer fewer times, but a call's windows wait for its longest text, and fewer calls
+# balance worse over the workers. The three 11.9 min joins on 2 workers, in turns, summed:
+# 4 a call 33.2-35.2 s, 6 a call 30.1-31.5 s; 5, 6 and 7 within the machine's drift of each other.
+BATCH = 6
 
 
 @dataclass(frozen=True)
