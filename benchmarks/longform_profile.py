@@ -1,5 +1,5 @@
 """Where harken's time goes on long audio: encoder passes, batched beam searches, resumes,
-repairs and faster-whisper-path decodes, on the joins of benchmarks/asr.py.
+repairs and windows sampled again for a repeat, on the joins of benchmarks/asr.py.
 
     python benchmarks/longform_profile.py [--seeds 0 1 2] [--minutes 10]
 
@@ -62,6 +62,22 @@ def counted_batches() -> None:
     longform._Decoding._next = wrapper
 
 
+def sampled_again() -> None:
+    """Time the windows flagged for a repeated phrase, sampled again on their encoder output."""
+    original = longform._Run._unrepeated
+
+    def wrapper(self, decoded, again):
+        start = time.perf_counter()
+        out = original(self, decoded, again)
+        if longform.repeated_phrase(decoded.text) and self.options.temperature == 0.0:
+            with LOCK:
+                CALLS["windows sampled again (a repeat)"] += 1
+                SECONDS["windows sampled again (a repeat)"] += time.perf_counter() - start
+        return out
+
+    longform._Run._unrepeated = wrapper
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -71,7 +87,8 @@ def main() -> None:
     timed(fwt.WhisperModel, "encode", "encoder passes")
     timed(fwt.WhisperModel, "generate_with_fallback", "single decodings (resumes, fallbacks)")
     timed(window, "_first_decodings", "batched first decodings")
-    timed(longform._Run, "_decode", "faster-whisper path (resampled repeats)")
+    timed(longform._Run, "_decode", "faster-whisper path (short clips)")
+    sampled_again()
     counted_batches()
     clips = [(load_audio(p).samples, r) for p, r in english_clips(args.data)]
     service = Service(Settings.load(result_cache={"memory_items": 0}))

@@ -18,8 +18,10 @@ even levelled, Whisper skips the second source of a shared window. The windows a
 several at a time by engines/whisper_window.py (faster-whisper's steps, one encoder pass per
 window). Then checks on every window:
 
-- a window that says a phrase again ("the most obvious? the most obvious?") is decoded again
-  with faster-whisper's sampling fallback; the first answer without the repeat replaces it;
+- a window that says a phrase again close by ("the most obvious? the most obvious?") is
+  decoded again with faster-whisper's sampling fallback (a long clip's window on its own
+  encoder output); the answer replaces it when it is confident, has no repeat, and drops no
+  more than the loop;
 - a window of a long clip that yields far fewer words per second than the windows around it
   (per second of the window and per second of speech alike), or that leaves a second or more
   of speech the VAD hears without words, was probably partly skipped: the pieces it was packed
