@@ -129,6 +129,9 @@ def test_a_sampled_decoding_replaces_a_loop_only_where_it_drops_the_repeat():
     assert run._unrepeated(twice, lambda temperatures: decoded(LJ_0001)) is twice
     once = decoded(f"{LJ_0001} {NOUNS}")
     assert run._unrepeated(twice, lambda temperatures: once) is once
+    # A loop of one word is all loop: the one word sampled instead replaces it.
+    zero = decoded("Zero.")
+    assert run._unrepeated(decoded("Oh, oh, oh, oh, oh, oh, oh, oh, oh."), lambda temperatures: zero) is zero
 
 
 def test_empty_short_word_is_not_silent(service, data_dir):

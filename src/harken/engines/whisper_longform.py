@@ -193,7 +193,7 @@ class _Run:
             # Sampled text must also pass faster-whisper's own gate on confidence: speech that
             # really repeats itself (a chant, a read-out list) otherwise trades a true repeat
             # for a sampled guess. And it must drop the repeat, not the speech around it.
-            kept = decoded.word_count - _repeated_words(decoded.text, phrase)
+            kept = _unlooped_words(decoded.text, phrase)
             if (sampled.text and not repeated_phrase(sampled.text) and sampled.logprob >= LOGPROB_THRESHOLD
                     and REPAIR_GAIN * sampled.word_count >= kept):
                 return sampled
@@ -534,10 +534,18 @@ def repeated_phrase(text: str) -> str | None:
     return " ".join(best) or None
 
 
-def _repeated_words(text: str, phrase: str) -> int:
-    """How many of the text's words a loop on the phrase may have added: all from the end of
-    its first saying to the end of its last (a loop comes back through what it said between)."""
-    words, gram = [w.lower() for w in _WORD.findall(text)], phrase.split()
-    n = len(gram)
-    at = [i for i in range(len(words) - n + 1) if words[i : i + n] == gram]
-    return at[-1] - at[0] if at else 0
+def _unlooped_words(text: str, phrase: str) -> int:
+    """How many words the text holds without its loops: every stretch said again straight after
+    itself said once ("oh, oh, oh, oh" is one "oh"), and the phrase's later sayings dropped
+    with all between them (a loop comes back through what it said before)."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    for n in range(1, len(words) // 2 + 1):
+        i = 0
+        while i + 2 * n <= len(words):
+            if words[i : i + n] == words[i + n : i + 2 * n]:
+                del words[i + n : i + 2 * n]
+            else:
+                i += 1
+    gram = phrase.split()
+    at = [i for i in range(len(words) - len(gram) + 1) if words[i : i + len(gram)] == gram]
+    return len(words) - (at[-1] - at[0] if at else 0)
