@@ -313,7 +313,7 @@ class _Decoding:
     def __init__(
         self, run: _Run, plans: list[list[Piece]], pieces: list[list[Piece]], tally: _Tally, listeners: Sequence[OnText | None],
     ) -> None:
-        self.pieces, self.plans, self.tally, self.listeners = run, plans, tally, list(listeners)
+        self.runner, self.plans, self.tally, self.listeners = run, plans, tally, list(listeners)
         self.packed = pieces  # the cutter's pieces each clip's windows were packed from
         self.first: list[dict[int, _Decoded]] = [{} for _ in plans]
         self.final: list[dict[int, list[_Decoded]]] = [{} for _ in plans]
@@ -334,7 +334,7 @@ class _Decoding:
                 while len(running) < size and (self.repairs or self.waiting):
                     jobs = self._next(self.repairs if self.repairs else self.waiting, size - len(running))
                     tally = self.tally if jobs[0].first else None
-                    running[pool.submit(self.pieces.decode, jobs[0].clip, [j.piece for j in jobs], jobs[0].first, tally)] = jobs
+                    running[pool.submit(self.runner.decode, jobs[0].clip, [j.piece for j in jobs], jobs[0].first, tally)] = jobs
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     for job, d in zip(running.pop(future), future.result(), strict=True):
@@ -347,7 +347,7 @@ class _Decoding:
         told as it comes is decoded a window at a time, so that its first words come early."""
         first = queue.popleft()
         jobs = [first]
-        batched = self.pieces.windowed(first.clip) and self.listeners[first.clip] is None
+        batched = self.runner.windowed(first.clip) and self.listeners[first.clip] is None
         room = min(BATCH, max(1, -(-(len(queue) + 1) // idle))) if batched else 1
         for job in list(queue):
             if len(jobs) >= room:
@@ -375,7 +375,7 @@ class _Decoding:
         near = range(max(0, k - RATE_NEIGHBOURS), min(n, k + RATE_NEIGHBOURS + 1))
         if k in self.final[clip] or (clip, k) in self.subs or any(j not in self.first[clip] for j in near):
             return
-        d, cutter = self.first[clip][k], self.pieces.cutters[clip]
+        d, cutter = self.first[clip][k], self.runner.cutters[clip]
         # A short clip is decoded as faster-whisper decodes it and left so (it has no
         # neighbours to be slow against either).
         long = cutter.duration > FULL_WINDOW_S
@@ -403,7 +403,7 @@ class _Decoding:
         (Whisper skips or loops over whole utterances, and each piece ends at a pause), or a
         single piece cut again at its shorter pauses."""
         inside = [p for p in self.packed[clip] if window.start - 1e-6 <= p.start and p.end <= window.end + 1e-6]
-        return inside if len(inside) > 1 else self.pieces.cutters[clip].split(window)
+        return inside if len(inside) > 1 else self.runner.cutters[clip].split(window)
 
     def _tell(self, clip: int) -> None:
         listener = self.listeners[clip]
@@ -510,6 +510,10 @@ def _runs(mask: np.ndarray, join: int) -> list[tuple[int, int]]:
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
 def repeated_phrase(text: str) -> str | None:
     """The longest phrase said again close by: three or more words straight again, or four or
     more words again before twice their length of other words has passed.
@@ -521,7 +525,7 @@ def repeated_phrase(text: str) -> str | None:
     even in the middle of a sentence"), and so are shorter repeats ("I think I think", "ask not
     what ..., ask what").
     """
-    words = [w.lower() for w in _WORD.findall(text)]
+    words = _words(text)
     best: list[str] = []
     for i in range(len(words)):
         for j in range(i + 3, len(words)):
@@ -538,7 +542,7 @@ def _unlooped_words(text: str, phrase: str) -> int:
     """How many words the text holds without its loops: every stretch said again straight after
     itself said once ("oh, oh, oh, oh" is one "oh"), and the phrase's later sayings dropped
     with all between them (a loop comes back through what it said before)."""
-    words = [w.lower() for w in _WORD.findall(text)]
+    words = _words(text)
     for n in range(1, len(words) // 2 + 1):
         i = 0
         while i + 2 * n <= len(words):
