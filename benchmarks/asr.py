@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from harken import Service, Settings  # noqa: E402
 from harken.audio import SAMPLE_RATE, Audio, load_audio  # noqa: E402
 from tests.wer import wer  # noqa: E402
-from benchmarks.devsets import load_subsets, repeats_phrase, score  # noqa: E402
+from benchmarks.devsets import load_meetings, load_subsets, repeats_phrase, score, words_without_speech  # noqa: E402
 
 
 def english_clips(data: Path) -> list[tuple[Path, str]]:
@@ -50,6 +50,27 @@ def join(clips: list[tuple[np.ndarray, str]], seconds: float, seed: int = 0) -> 
             refs.append(clips[i][1])
             total += len(clips[i][0])
     return np.concatenate(parts), " ".join(refs)
+
+
+def meetings(found, fw, service, beam: int) -> None:
+    """Meetings have who-spoke-when but no words: count the words each side puts where no one
+    speaks (hallucination), and the outputs that say a phrase of 3+ words twice."""
+    if not found:
+        return
+    print(f"\n## Meetings (AMI excerpts with RTTM, no word reference; beam {beam}): words, words where no one "
+          "speaks, outputs repeating a phrase")
+    print(f"{'meeting':<13}{'secs':>6}{'speech':>8}{'fw words':>10}{'harken':>8}{'fw none':>9}{'none':>6}"
+          f"{'fw rep':>8}{'rep':>5}{'fw time':>9}{'time':>8}")
+    for m in found:
+        fw_segs, t_fw = timed(lambda: list(fw.transcribe(m.samples, beam_size=beam, language="en")[0]))
+        h, t_h = timed(lambda: service.transcribe(Audio(m.samples, m.name, SAMPLE_RATE, 1, "raw"), beam_size=beam,
+                                                  use_cache=False))
+        texts = [" ".join(s.text for s in fw_segs), h.text]
+        speech = sum(b - a for a, b in m.speech)
+        print(f"{m.name:<13}{len(m.samples) / SAMPLE_RATE:6.0f}{speech:7.1f}s{len(texts[0].split()):10d}"
+              f"{len(texts[1].split()):8d}{words_without_speech(fw_segs, m.speech):9d}"
+              f"{words_without_speech(h.segments, m.speech):6d}{repeats_phrase(texts[0], ''):8d}"
+              f"{repeats_phrase(texts[1], ''):5d}{t_fw:8.1f}s{t_h:7.1f}s")
 
 
 def timed(fn):
@@ -143,6 +164,8 @@ def main() -> None:
         empty = [sum(not h.strip() for h in hyps) for hyps in (fw_hyps, h_hyps)]
         print(f"{subset.name:<15}{len(refs):>6}{score(subset, fw_hyps):8.3f}{score(subset, h_hyps):8.3f}{rep[0]:8d}{rep[1]:5d}"
               f"{empty[0]:10d}{empty[1]:7d}{t_fw1:8.1f}s{t_h1:7.1f}s  {subset.model}")
+    if not args.sets or "meetings" in args.sets:
+        meetings(load_meetings(data), plain, service, beam)
     if args.only_sets:
         return
     refs = [r for _, r in clips]

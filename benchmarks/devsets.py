@@ -36,6 +36,42 @@ class Subset:
     clips: tuple[Clip, ...]
 
 
+@dataclass(frozen=True)
+class Meeting:
+    """Meeting audio with who-spoke-when (RTTM) but no word reference: what it can tell is
+    where words came back while no one was speaking."""
+
+    name: str
+    samples: np.ndarray
+    speech: tuple[tuple[float, float], ...]  # (start, end) s of every reference speaker turn
+
+
+def load_meetings(data: Path) -> list[Meeting]:
+    """The AMI excerpts of ../shared/data/more (30 s each), one by one, then all of them joined
+    into one recording (a long meeting: the long-audio path)."""
+    meetings = []
+    for row in _rows(data / "more" / "manifest.jsonl"):
+        if row["task"] != "diar":
+            continue
+        audio = load_audio(data / "more" / row["path"]).samples
+        turns = [line.split() for line in row["reference"].splitlines() if line.strip()]
+        speech = tuple((float(t[3]), float(t[3]) + float(t[4])) for t in turns)
+        meetings.append(Meeting(Path(row["path"]).stem, audio, speech))
+    if meetings:
+        offsets = np.cumsum([0.0] + [len(m.samples) / SAMPLE_RATE for m in meetings])
+        joined = tuple((a + o, b + o) for m, o in zip(meetings, offsets) for a, b in m.speech)
+        meetings.append(Meeting("all joined", np.concatenate([m.samples for m in meetings]), joined))
+    return meetings
+
+
+def words_without_speech(segments, speech: tuple[tuple[float, float], ...], margin: float = 0.5) -> int:
+    """Words of the segments (anything with start, end and text) that overlap no reference speech."""
+    return sum(
+        len(s.text.split()) for s in segments
+        if not any(s.start < b + margin and a - margin < s.end for a, b in speech)
+    )
+
+
 def _rows(manifest: Path) -> list[dict]:
     if not manifest.is_file():
         return []

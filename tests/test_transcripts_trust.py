@@ -31,9 +31,11 @@ def plain_fw(service):
     return WhisperModel(str(path), device="cpu", compute_type="int8")
 
 
-@pytest.mark.parametrize("name", ["jfk.flac", "LJ001-0003.flac", "fleurs-en-003.ogg", "61-70968-0000.flac"])
+@pytest.mark.parametrize("name", ["jfk.flac", "LJ001-0003.flac", "fleurs-en-003.ogg", "61-70968-0000.flac", "diar/trn08.wav"])
 def test_short_clip_is_faster_whisper_exactly(service, plain_fw, data_dir, name):
-    """Text and timestamps, whether the speech has quiet around it (fleurs) or starts at the first frame (61-70968)."""
+    """Text and timestamps, whether the speech has quiet around it (fleurs) or starts at the first frame
+    (61-70968). A 30 s meeting excerpt one sample over 30 s (trn08: 480001 samples) is one Whisper
+    window too: it was cut and levelled as long audio, and came out with phrases said twice."""
     audio = load_audio(data_dir / name)
     expected = list(plain_fw.transcribe(audio.samples, beam_size=5)[0])
     t = service.transcribe(audio, use_cache=False)
@@ -132,6 +134,29 @@ def test_a_sampled_decoding_replaces_a_loop_only_where_it_drops_the_repeat():
     # A loop of one word is all loop: the one word sampled instead replaces it.
     zero = decoded("Zero.")
     assert run._unrepeated(decoded("Oh, oh, oh, oh, oh, oh, oh, oh, oh."), lambda temperatures: zero) is zero
+
+
+def _speech_turns(rttm, offset: float = 0.0) -> list[tuple[float, float]]:
+    turns = [line.split() for line in rttm.read_text().splitlines() if line.strip()]
+    return [(offset + float(t[3]), offset + float(t[3]) + float(t[4])) for t in turns]
+
+
+@pytest.mark.parametrize("names", [("trn01", "trn02"), ("trn02",)])
+def test_a_quiet_meeting_room_is_not_written_as_words(service, data_dir, names):
+    """AMI excerpts: trn01 has 5.8 s of speech in short turns, trn02 a single 0.7 s turn, the rest
+    a quiet room. Joined (60 s: long audio, levelled and cut), the room came out as "here here
+    here here ... Now, now, now, now." and "I'm going to shoot in the pail" three times; trn02
+    alone (one window, faster-whisper's path) as whatever its last fallback temperature sampled
+    ("Okay. Okay. And at the bottom, I can't wait to ask you. ..."). Every word must now lie
+    near a turn someone spoke (the RTTM)."""
+    meeting = data_dir / "meetings"
+    parts = [load_audio(meeting / f"{n}.flac").samples for n in names]
+    offsets = np.cumsum([0, *map(len, parts)]) / SAMPLE_RATE
+    turns = [turn for n, at in zip(names, offsets) for turn in _speech_turns(meeting / f"{n}.rttm", at)]
+    t = service.transcribe(Audio(np.concatenate(parts), "meeting", SAMPLE_RATE, 1, "raw"), use_cache=False)
+    stray = [s for s in t.segments if not any(s.start < b + 0.5 and a - 0.5 < s.end for a, b in turns)]
+    assert stray == [], [(s.start, s.end, s.text) for s in stray]
+    assert repeated_phrase(t.text) is None, t.text
 
 
 def test_empty_short_word_is_not_silent(service, data_dir):

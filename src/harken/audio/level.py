@@ -12,7 +12,8 @@ source after another inside one window, so pieces end at each change too.)
 
 Loud stretches are brought down to that level and quiet ones raised, but only where the sound
 stands clearly above the local noise floor: silence and steady hiss are not raised into
-"speech". What matters to Whisper is that the speakers of one window sound alike: the
+"speech". What Whisper hears is lifted only near speech the detector hears (gate): in a quiet
+room, paper and typing stand above the floor too. What matters to Whisper is that the speakers of one window sound alike: the
 target itself hardly does (-20 and -26 dBFS decode the same joins alike).
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["even_gain", "apply_gain"]
+__all__ = ["even_gain", "apply_gain", "gate"]
 
 TARGET_DB = -20.0  # the speech level stretches are lifted to (frame energy, dBFS): typical of read speech
 MAX_GAIN_DB = 40.0  # no stretch is raised or lowered by more than this
@@ -31,6 +32,9 @@ MAX_GAIN_DB = 40.0  # no stretch is raised or lowered by more than this
 SNR_FROM_DB, SNR_FULL_DB = 10.0, 15.0
 ENVELOPE_S = 1.5  # the loudest frame within this span is a stretch's level (about a phrase)
 SMOOTH_S = 1.0  # the envelope, then the gain, are averaged over this span, so the gain never jumps
+# Speech keeps its lift this far either side of what the detector hears: faster-whisper's VAD
+# keeps as much around the speech it passes on (speech_pad_ms), enough for a word's soft edges.
+GATE_PAD_S = 0.4
 
 
 def even_gain(db: np.ndarray, floor_db: np.ndarray, fps: float, breaks: Sequence[int] = ()) -> np.ndarray:
@@ -51,6 +55,21 @@ def _slow_gain(db: np.ndarray, floor_db: np.ndarray, fps: float) -> np.ndarray:
     gain = np.clip(TARGET_DB - envelope, -MAX_GAIN_DB, MAX_GAIN_DB)
     gain = np.where(gain > 0, gain * allowed, gain)  # loud sound is always brought down
     return _mean(gain, int(SMOOTH_S * fps) // 4)
+
+
+def gate(gain_db: np.ndarray, speech: np.ndarray, fps: float) -> np.ndarray:
+    """The gain with its lift kept only near speech (`speech`: per frame, whether a detector
+    hears it); elsewhere sound is only ever brought down.
+
+    A slow gain lifts a pause as much as the speech around it, and in a far-field recording
+    (a meeting room, a phone on the table) most of the lifted sound is not speech: paper,
+    typing, the room. Whisper, handed that at speech level, writes words into it ("here here
+    here", "now, now, now"). A broadcast chain gates its gain in pauses for the same reason.
+    """
+    pad = int(GATE_PAD_S * fps)
+    near = _max(speech.astype(np.float64), pad) > 0 if len(speech) else speech
+    gated = np.where(near, gain_db, np.minimum(gain_db, 0.0))
+    return _mean(gated, int(SMOOTH_S * fps) // 4)  # eased in and out within the pad
 
 
 def apply_gain(samples: np.ndarray, gain_db: np.ndarray, frame: int, start: int = 0) -> np.ndarray:

@@ -22,7 +22,7 @@ from functools import cached_property
 import numpy as np
 
 from harken.audio.decode import SAMPLE_RATE
-from harken.audio.level import apply_gain, even_gain
+from harken.audio.level import apply_gain, even_gain, gate
 
 __all__ = ["Cutter", "Piece", "pack", "plan_pieces", "true_runs"]
 
@@ -63,6 +63,7 @@ _ROWS = 4096  # frames whose +-5 s neighbourhoods are ranked at once
 class _Activity:
     speech_prob: np.ndarray
     gain_db: np.ndarray  # the gain that evens out the clip's loudness (audio/level.py)
+    heard_gain_db: np.ndarray  # the same, lifting only near speech: what Whisper hears (level.gate)
     level_db: np.ndarray  # frame energy relative to the loudest frame within +-5 s
     above_floor_db: np.ndarray  # frame energy above the local noise floor
     source_changes: np.ndarray  # frames where the speech changes source (_SOURCE_JUMP_DB)
@@ -141,7 +142,7 @@ def _activity(samples: np.ndarray, window_s: float = 10.0, workers: int = 1, lev
         prob = _speech_prob(samples, workers, gain)[: len(raw)]
     db = raw + gain  # the levelled frames' energy: the gain is smooth, so near enough per frame
     floor, loudest = _floor_and_loudest(db, half)
-    return _Activity(prob, gain, db - loudest, db - floor, changes)
+    return _Activity(prob, gain, gate(gain, prob > 0.5, _FPS), db - loudest, db - floor, changes)
 
 
 def _source_changes(db: np.ndarray, speech: np.ndarray) -> np.ndarray:
@@ -216,7 +217,7 @@ class Cutter:
 
     def levelled(self, piece: Piece) -> np.ndarray:
         """The piece's samples with the clip's loudness evened out (a new array)."""
-        return apply_gain(piece.slice(self.samples), self.activity.gain_db, _FRAME, int(piece.start * SAMPLE_RATE))
+        return apply_gain(piece.slice(self.samples), self.activity.heard_gain_db, _FRAME, int(piece.start * SAMPLE_RATE))
 
     def speech(self, piece: Piece, threshold: float = 0.5) -> np.ndarray:
         """Per VAD frame of `piece` (32 ms), whether the detector hears speech."""

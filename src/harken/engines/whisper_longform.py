@@ -1,8 +1,8 @@
 """Whisper on any length of audio: cut at pauses, decode every window as Whisper was trained, in parallel.
 
-A clip of up to 30 s is one piece, decoded exactly as faster-whisper decodes it: the full 30 s
-encoder window, timestamps, and its temperature fallback on repetitive or unlikely text. The one
-exception is a clip of a word or two (under 2 s): it is heard with 0.4 s of silence on either
+A clip of up to 30 s (one window of mel frames) is one piece, decoded exactly as faster-whisper
+decodes it: the full 30 s encoder window, timestamps, and its temperature fallback on repetitive
+or unlikely text. The one exception is a clip of a word or two (under 2 s): it is heard with 0.4 s of silence on either
 side, the quiet faster-whisper's own VAD keeps around speech. Trimmed tight to a lone word,
 Whisper mostly hears nothing or a stock phrase ("Thank you."); with the margins it hears the
 word (FSDD digits, 45 clips: faster-whisper 0.556 WER, 5 empty; with margins 0.40-0.47, 2-3
@@ -29,6 +29,9 @@ window). Then checks on every window:
   their text replaces the window's when it holds clearly more words;
 - a window with more words than fit in its time (over 6 a second) looped: it is cut and
   decoded the same way, and the parts replace it when they hold clearly fewer words.
+
+On every clip, short or long, a segment goes when the VAD hears no speech in its time and
+Whisper doubts it too (_heard): Whisper writing words into a pause or a quiet room.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ from harken.results import Segment, TranscriptWarning
 __all__ = ["SegmentedDecoder", "repeated_phrase"]
 
 FULL_WINDOW_S = 30.0
+# A clip is long when it holds more than one window of Whisper's mel frames (3000 of 160
+# samples): a 30 s excerpt a sample over, as recorders and dataset tools write them, is one
+# window to faster-whisper too, and is decoded exactly as it decodes it.
+_HOP = 160
+_WINDOW_FRAMES = 3000
 PIECE_MAX_S = 20.0  # the cutter's pieces end at every pause, and at 20 s at the latest
 # Pieces are joined into windows this long at most: under Whisper's 30 s, so that the last
 # word of a window is not at its edge, where the decoder's final timestamp would have to fall.
@@ -80,6 +88,7 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SHORT_CLIP_S = 2.0
 SHORT_MARGIN_S = 0.4
 LOGPROB_THRESHOLD = -1.0  # faster-whisper's log_prob_threshold: under it, a decoding has failed
+COMPRESSION_THRESHOLD = 2.4  # faster-whisper's compression_ratio_threshold: over it, a decoding looped
 # Windows of one clip decoded in one call (engines/whisper_window.py): more to a call reads the
 # output layer fewer times, but a call's windows wait for its longest text, and fewer calls
 # balance worse over the workers. The three 11.9 min joins on 2 workers, in turns, summed:
@@ -133,7 +142,7 @@ class SegmentedDecoder:
         workers = self.model.model.num_workers
         watches = list(watches) if watches is not None else [None] * len(clips)
         cutters = [Cutter(c, workers=workers) for c in clips]
-        pieces = [c.pieces(max_len=PIECE_MAX_S) if c.duration > FULL_WINDOW_S else [Piece(0.0, c.duration)] for c in cutters]
+        pieces = [c.pieces(max_len=PIECE_MAX_S) if _long(c) else [Piece(0.0, c.duration)] for c in cutters]
         plans = [pack(p, WINDOW_FILL_S, c.source_cuts) for p, c in zip(pieces, cutters)]
         # A short clip lets faster-whisper detect its language as it always does; a long one is
         # detected once, on its first 30 s, so every piece is decoded in the same language.
@@ -182,7 +191,7 @@ class _Run:
         if tally is not None:
             for p in pieces:
                 tally.done(clip, p)
-        return [self._unrepeated(d, again) if first else d for d, again in found]
+        return [_heard(self.cutters[clip], self._unrepeated(d, again) if first else d) for d, again in found]
 
     def _unrepeated(self, decoded: _Decoded, again: Callable[[tuple[float, ...]], _Decoded]) -> _Decoded:
         """A decoding that says a phrase again close by, sampled again (`again`) as faster-whisper's
@@ -203,7 +212,7 @@ class _Run:
         """Whether a clip's windows take the batched window decoder: a long clip, in a known
         language, without word timestamps or faster-whisper's own VAD (those take its path)."""
         opts = self.options
-        return (self.cutters[clip].duration > FULL_WINDOW_S and self.languages[clip][0] is not None
+        return (_long(self.cutters[clip]) and self.languages[clip][0] is not None
                 and not opts.word_timestamps and not opts.vad_filter)
 
     def _windows(self, clip: int, pieces: list[Piece]) -> list[tuple[_Decoded, Callable[[tuple[float, ...]], _Decoded]]]:
@@ -230,7 +239,7 @@ class _Run:
         if temperatures is None:
             temperatures = self._temperatures()
         cutter = self.cutters[clip]
-        if cutter.duration > FULL_WINDOW_S:  # a long clip is heard levelled; its windows start and end at pauses
+        if _long(cutter):  # a long clip is heard levelled; its windows start and end at pauses
             samples, lead = cutter.levelled(piece), 0.0
         else:  # a short one as faster-whisper hears it; a word or two in a margin of silence
             lead = SHORT_MARGIN_S if cutter.duration < SHORT_CLIP_S else 0.0
@@ -252,6 +261,40 @@ class _Run:
         if self.languages[clip][1] is None:
             self.detected[clip] = (info.language, float(info.language_probability))
         return _Decoded(clip, piece, out)
+
+
+def _heard(cutter: Cutter, decoded: _Decoded) -> _Decoded:
+    """The decoding without the segments that two detectors agree hold no speech.
+
+    Whisper writes words into pauses, noise and a far-off room ("Okay. Okay. I'm sorry, let's
+    do something else." over 20 s of a meeting room; "You" over a quiet end). faster-whisper
+    drops a window only when its no-speech probability is high *and* its text failed the
+    confidence gate. Here a segment goes when the VAD hears not a short word's worth of speech
+    in its time and Whisper doubts it too: it failed faster-whisper's gates (unlikely or looping)
+    after every rung of the temperature ladder, or Whisper itself rates no speech more likely
+    than not. A segment of real speech the VAD misses but Whisper is sure of stays.
+    """
+    kept = tuple(s for s in decoded.segments if not (_doubted(s) and not _speech_near(cutter, s)))
+    return decoded if len(kept) == len(decoded.segments) else replace(decoded, segments=kept)
+
+
+def _doubted(segment: Segment) -> bool:
+    return (segment.avg_logprob < LOGPROB_THRESHOLD or segment.compression_ratio > COMPRESSION_THRESHOLD
+            or segment.no_speech_prob > 0.5)
+
+
+def _speech_near(cutter: Cutter, segment: Segment) -> bool:
+    """Whether the VAD hears a short word's worth of speech within the segment's time (widened
+    by COVER_MARGIN_S: its timestamps are that close to the speech)."""
+    start = max(0.0, segment.start - COVER_MARGIN_S)
+    span = Piece(start, min(cutter.duration, max(segment.end + COVER_MARGIN_S, start)))
+    speech = cutter.speech(span)
+    return len(speech) > 0 and speech.sum() * span.duration / len(speech) >= MIN_WORD_S
+
+
+def _long(cutter: Cutter) -> bool:
+    """Whether a clip is more than one Whisper window (it is cut into pieces and levelled)."""
+    return len(cutter.samples) // _HOP > _WINDOW_FRAMES
 
 
 def _speech_left(cutter: Cutter, piece: Piece):
@@ -378,7 +421,7 @@ class _Decoding:
         d, cutter = self.first[clip][k], self.runner.cutters[clip]
         # A short clip is decoded as faster-whisper decodes it and left so (it has no
         # neighbours to be slow against either).
-        long = cutter.duration > FULL_WINDOW_S
+        long = _long(cutter)
         if _slow(cutter, [self.first[clip][j] for j in near], k - near.start) or (long and (_skipped(cutter, d) or d.too_fast)):
             sub = self._parts(clip, d.piece)
             if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
