@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harken.audio import SAMPLE_RATE, load_audio
-from harken.audio.segment import Cutter, plan_pieces
+from harken.audio.segment import Cutter, pack, plan_pieces
 
 
 def test_pieces_cover_the_clip_and_respect_the_limit(data_dir):
@@ -97,3 +97,24 @@ def test_split_cuts_speech_without_pauses(data_dir):
     assert len(parts) >= 2 and parts[0].start == piece.start and abs(parts[-1].end - piece.end) < 1e-6
     assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
     assert all(0.2 * piece.duration < p.duration <= 0.6 * piece.duration + 1e-6 for p in parts)
+
+
+def test_windows_end_between_recordings_where_as_few_windows_allow(data_dir):
+    """Four recordings with a second of silence after each (41 s): two windows of at most 28 s are
+    needed. Filled greedily, the first ran to 26.0 s and ended in a 0.5 s pause inside
+    2412-153948's sentence, whose last words were then decoded without what follows. Of the
+    packings into two windows, the chosen one ends in a silence between recordings."""
+    names = ["jfk.flac", "61-70968-0000.flac", "2412-153948-0000.flac", "LJ001-0001.flac"]
+    gap = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    parts = [load_audio(data_dir / n).samples for n in names]
+    samples = np.concatenate([x for p in parts for x in (p, gap)])
+    recording_ends = np.cumsum([len(p) / SAMPLE_RATE + 1.0 for p in parts])
+    cutter = Cutter(samples)
+    pieces = cutter.pieces(max_len=20.0)
+    windows = pack(pieces, 28.0, cutter.source_cuts, cutter.pause)
+    assert len(windows) == 2 and all(w.duration <= 28.0 for w in windows)
+    assert windows[0].start == 0.0 and windows[-1].end == pieces[-1].end
+    assert all(a.end == b.start for a, b in zip(windows, windows[1:]))
+    for w in windows[:-1]:  # each edge in the second of silence after a recording
+        assert any(end - 1.0 <= w.end <= end for end in recording_ends), w.end
+        assert cutter.pause(w.end) >= 0.9

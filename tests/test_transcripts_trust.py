@@ -99,6 +99,29 @@ def test_a_repair_keeps_a_sentence_the_audio_really_says_twice():
     assert _better(window, [parts[0], looped]) == [parts[0]]
 
 
+def test_a_window_that_writes_an_earlier_sentence_again_in_no_time_is_repaired():
+    """tiny.en on a 23.7 s window of a join (benchmarks/asr.py, seed 2, 634.2-657.9 s): at the
+    window's end it wrote again, in 0.7 s, the sentence it began the window with. The window's
+    rate (62 words in 23.7 s) is ordinary and the phrase is too far back to count as a repeat;
+    one segment's rate (11 words in 0.7 s) is not. Its parts, decoded alone, replace it."""
+    def decoded(start: float, *timed: tuple[float, float, str]) -> _Decoded:
+        segments = tuple(Segment(i, a, b, t) for i, (a, b, t) in enumerate(timed))
+        return _Decoded(0, Piece(start, timed[-1][1]), segments)
+
+    said = [(634.2, 637.2, NARRATIVE), (637.2, 645.2, "And so, my fellow Americans asked not what your country can do for you,"),
+            (645.2, 648.2, "asked what you can do for your country."), (648.2, 651.2, "He began a confused complaint against the wizard"),
+            (651.2, 653.2, "who had vanished behind the curtain on the left."),
+            (653.2, 657.2, "Printing, in the only sense with which we are at present concerned.")]
+    window = decoded(634.2, *said, (657.2, 657.9, NARRATIVE))
+    assert window.too_fast and repeated_phrase(window.text) is None
+    assert not decoded(634.2, *said).too_fast
+    parts = [decoded(634.2, *said[:3]), decoded(648.2, *said[3:])]
+    assert _better(window, parts) == parts
+
+
+NARRATIVE = "The narrative would be tedious to him and painful to myself."
+
+
 def test_repeated_phrase_catches_what_decoders_do_and_passes_what_speakers_say():
     assert repeated_phrase("The most obvious? The most obvious?") == "the most obvious"
     assert repeated_phrase("the conquest of Ireland. In 1173 occurred the conquest of Ireland.") == "the conquest of ireland"

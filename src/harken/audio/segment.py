@@ -14,7 +14,7 @@ another recording or microphone, and Whisper skips the second one in a shared wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -57,6 +57,7 @@ _SOURCE_MIN_SPEECH_S = 0.5  # each side holds at least a word of it
 # parallel chunks (a 10-minute join: 10 chunks, 1.2 s on 2 threads against 2.2-3.0 s in one).
 _CHUNK_S = 60.0
 _ROWS = 4096  # frames whose +-5 s neighbourhoods are ranked at once
+_MIN_PAUSE_S = 0.05  # a cut forced into speech (no pause) costs as a pause this short
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,23 @@ class Cutter:
         pieces across it (Whisper skips one source's speech after another's in one window)."""
         return (self.activity.source_changes / _FPS).tolist()
 
+    def pause(self, at: float) -> float:
+        """How long (s) the pause is that time `at` lies in, by the cutter's own test for quiet
+        (0.0 where `at` is not in a pause: a cut forced into speech)."""
+        quiet = self._quiet
+        i = min(int(at * _FPS), len(quiet) - 1)
+        if i < 0 or not quiet[i]:
+            return 0.0
+        before = np.flatnonzero(~quiet[:i])
+        after = np.flatnonzero(~quiet[i:])
+        start = before[-1] + 1 if len(before) else 0
+        end = i + after[0] if len(after) else len(quiet)
+        return (end - start) / _FPS
+
+    @cached_property
+    def _quiet(self) -> np.ndarray:
+        return self.activity.quiet(_VAD_THRESHOLD, _QUIET_DB)
+
     def levelled(self, piece: Piece) -> np.ndarray:
         """The piece's samples with the clip's loudness evened out (a new array)."""
         return apply_gain(piece.slice(self.samples), self.activity.heard_gain_db, _FRAME, int(piece.start * SAMPLE_RATE))
@@ -264,16 +282,33 @@ class Cutter:
         return pieces
 
 
-def pack(pieces: list[Piece], max_len: float, breaks: Sequence[float] = ()) -> list[Piece]:
-    """Consecutive pieces joined while the join lasts at most `max_len` s (a piece already
-    longer stays as it is) and spans none of `breaks`: the same cuts, fewer and fuller windows."""
-    packed: list[Piece] = []
-    for p in pieces:
-        if packed and p.end - packed[-1].start <= max_len and not any(abs(t - p.start) < 1e-6 for t in breaks):
-            packed[-1] = Piece(packed[-1].start, p.end)
-        else:
-            packed.append(p)
-    return packed
+def pack(pieces: list[Piece], max_len: float, breaks: Sequence[float], pause: Callable[[float], float]) -> list[Piece]:
+    """Consecutive pieces joined into as few windows as fit: each lasts at most `max_len` s (a
+    piece already longer stays as it is) and spans none of `breaks`.
+
+    Of the packings with that fewest windows, the one whose windows end at the longest pauses
+    (`pause(t)`: the length in s of the pause a cut at `t` lies in). A window that ends at a
+    short pause mid-sentence decodes its last words without what follows, and the next starts
+    without what came before; filled greedily, a window ends wherever 28 s runs out. Each
+    window edge costs 1/pause, so one short pause weighs more than several long ones.
+    """
+    n = len(pieces)
+    forced = [any(abs(t - p.start) < 1e-6 for t in breaks) for p in pieces]
+    # best[i]: (windows, cost) of the best packing of pieces[:i], and where its last window starts.
+    best: list[tuple[tuple[int, float], int]] = [((0, 0.0), 0)] + [((n + 1, 0.0), 0)] * n
+    for i in range(1, n + 1):
+        edge = 0.0 if i == n or forced[i] else 1.0 / max(pause(pieces[i - 1].end), _MIN_PAUSE_S)
+        for j in range(i - 1, -1, -1):
+            if j < i - 1 and (pieces[i - 1].end - pieces[j].start > max_len or forced[j + 1]):
+                break
+            (windows, cost), _ = best[j]
+            best[i] = min(best[i], ((windows + 1, cost + edge), j))
+    packed, i = [], n
+    while i > 0:
+        j = best[i][1]
+        packed.append(Piece(pieces[j].start, pieces[i - 1].end))
+        i = j
+    return packed[::-1]
 
 
 def plan_pieces(samples: np.ndarray, *, workers: int = 1, **options: float) -> list[Piece]:

@@ -118,9 +118,14 @@ class _Decoded:
 
     @property
     def too_fast(self) -> bool:
-        """More words than anyone speaks in the piece's time: Whisper looping over speech that
-        really repeats itself (the repeat check cannot tell the two apart)."""
-        return self.word_count > MAX_WORDS_PER_S * self.piece.duration
+        """More words than anyone speaks in the piece's time, or in one segment's time (its
+        timestamps given their slack): Whisper looping over speech that really repeats itself
+        (the repeat check cannot tell the two apart), or copying back, at a window's end, a
+        sentence it wrote earlier in the window ("The narrative would be tedious to him and
+        painful to myself." again, in 0.7 s)."""
+        return self.word_count > MAX_WORDS_PER_S * self.piece.duration or any(
+            len(s.text.split()) > MAX_WORDS_PER_S * (s.end - s.start + 2 * COVER_MARGIN_S) for s in self.segments
+        )
 
 
 class SegmentedDecoder:
@@ -143,7 +148,7 @@ class SegmentedDecoder:
         watches = list(watches) if watches is not None else [None] * len(clips)
         cutters = [Cutter(c, workers=workers) for c in clips]
         pieces = [c.pieces(max_len=PIECE_MAX_S) if _long(c) else [Piece(0.0, c.duration)] for c in cutters]
-        plans = [pack(p, WINDOW_FILL_S, c.source_cuts) for p, c in zip(pieces, cutters)]
+        plans = [pack(p, WINDOW_FILL_S, c.source_cuts, c.pause) for p, c in zip(pieces, cutters)]
         # A short clip lets faster-whisper detect its language as it always does; a long one is
         # detected once, on its first 30 s, so every piece is decoded in the same language.
         languages = [
