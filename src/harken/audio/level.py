@@ -13,8 +13,9 @@ source after another inside one window, so pieces end at each change too.)
 Loud stretches are brought down to that level and quiet ones raised, but only where the sound
 stands clearly above the local noise floor: silence and steady hiss are not raised into
 "speech". What Whisper hears is lifted only near speech the detector hears (gate): in a quiet
-room, paper and typing stand above the floor too. What matters to Whisper is that the speakers of one window sound alike: the
-target itself hardly does (-20 and -26 dBFS decode the same joins alike).
+room, paper and typing stand above the floor too. What matters to Whisper is that the
+speakers of one window sound alike: the target itself hardly does (-20 and -26 dBFS decode
+the same joins alike).
 """
 
 from __future__ import annotations

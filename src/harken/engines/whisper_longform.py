@@ -2,14 +2,15 @@
 
 A clip of up to 30 s (one window of mel frames) is one piece, decoded exactly as faster-whisper
 decodes it: the full 30 s encoder window, timestamps, and its temperature fallback on repetitive
-or unlikely text. The one exception is a clip of a word or two (under 2 s): it is heard with 0.4 s of silence on either
-side, the quiet faster-whisper's own VAD keeps around speech. Trimmed tight to a lone word,
+or unlikely text. The one exception is a clip of a word or two (under 2 s): it is heard with
+0.4 s of silence on either side, the quiet faster-whisper's own VAD keeps around speech. Trimmed tight to a lone word,
 Whisper mostly hears nothing or a stock phrase ("Thank you."); with the margins it hears the
 word (FSDD digits, 45 clips: faster-whisper 0.556 WER, 5 empty; with margins 0.40-0.47, 2-3
 empty). Pieces run in parallel on single-threaded CTranslate2 workers.
 
 Longer audio is cut at its pauses (audio/segment.py), and consecutive pieces are joined into
-windows of up to 28 s, as Whisper was trained: several utterances to a window, with timestamps.
+windows of up to 28 s, as Whisper was trained: several utterances to a window, with timestamps
+(as few windows as fit, ending at the longest pauses that allows).
 Whisper's own long-form decoding slides its window and, on joined or noisy recordings, jumps
 over whole utterances; a window that starts and ends at a pause does not. Before decoding, the
 recording's loudness is evened out (audio/level.py): Whisper skips speech far quieter than the
@@ -89,6 +90,7 @@ SHORT_CLIP_S = 2.0
 SHORT_MARGIN_S = 0.4
 LOGPROB_THRESHOLD = -1.0  # faster-whisper's log_prob_threshold: under it, a decoding has failed
 COMPRESSION_THRESHOLD = 2.4  # faster-whisper's compression_ratio_threshold: over it, a decoding looped
+NO_SPEECH_LIKELY = 0.5  # Whisper's no-speech probability over this: no speech is more likely than not
 # Windows of one clip decoded in one call (engines/whisper_window.py): more to a call reads the
 # output layer fewer times, but a call's windows wait for its longest text, and fewer calls
 # balance worse over the workers. The three 11.9 min joins on 2 workers, in turns, summed:
@@ -285,7 +287,7 @@ def _heard(cutter: Cutter, decoded: _Decoded) -> _Decoded:
 
 def _doubted(segment: Segment) -> bool:
     return (segment.avg_logprob < LOGPROB_THRESHOLD or segment.compression_ratio > COMPRESSION_THRESHOLD
-            or segment.no_speech_prob > 0.5)
+            or segment.no_speech_prob > NO_SPEECH_LIKELY)
 
 
 def _speech_near(cutter: Cutter, segment: Segment) -> bool:
