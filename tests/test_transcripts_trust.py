@@ -113,10 +113,12 @@ def test_a_window_that_writes_an_earlier_sentence_again_in_no_time_is_repaired()
             (651.2, 653.2, "who had vanished behind the curtain on the left."),
             (653.2, 657.2, "Printing, in the only sense with which we are at present concerned.")]
     window = decoded(634.2, *said, (657.2, 657.9, NARRATIVE))
-    assert window.too_fast and repeated_phrase(window.text) is None
-    assert not decoded(634.2, *said).too_fast
+    assert window.crowded_words == 11 and not window.too_fast and repeated_phrase(window.text) is None
+    assert decoded(634.2, *said).crowded_words == 0
     parts = [decoded(634.2, *said[:3]), decoded(648.2, *said[3:])]
     assert _better(window, parts) == parts
+    # Parts that drop more than the copy (here a whole sentence) do not replace the window.
+    assert _better(window, [decoded(634.2, *said[:3]), decoded(648.2, *said[3:4])]) == [window]
 
 
 NARRATIVE = "The narrative would be tedious to him and painful to myself."
@@ -160,7 +162,7 @@ def test_a_sampled_decoding_replaces_a_loop_only_where_it_drops_the_repeat():
 
 
 def _speech_turns(rttm, offset: float = 0.0) -> list[tuple[float, float]]:
-    turns = [line.split() for line in rttm.read_text().splitlines() if line.strip()]
+    turns = [line.split() for line in rttm.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [(offset + float(t[3]), offset + float(t[3]) + float(t[4])) for t in turns]
 
 

@@ -67,8 +67,10 @@ def gate(gain_db: np.ndarray, speech: np.ndarray, fps: float) -> np.ndarray:
     typing, the room. Whisper, handed that at speech level, writes words into it ("here here
     here", "now, now, now"). A broadcast chain gates its gain in pauses for the same reason.
     """
+    if not len(gain_db):
+        return gain_db.copy()
     pad = int(GATE_PAD_S * fps)
-    near = _max(speech.astype(np.float64), pad) > 0 if len(speech) else speech
+    near = _max(speech.astype(np.float64), pad) > 0
     gated = np.where(near, gain_db, np.minimum(gain_db, 0.0))
     return _mean(gated, int(SMOOTH_S * fps) // 4)  # eased in and out within the pad
 

@@ -220,14 +220,14 @@ class Cutter:
         """How long (s) the pause is that time `at` lies in, by the cutter's own test for quiet
         (0.0 where `at` is not in a pause: a cut forced into speech)."""
         quiet = self._quiet
-        i = min(int(at * _FPS), len(quiet) - 1)
-        if i < 0 or not quiet[i]:
+        i = int(at * _FPS)
+        if not 0 <= at < self.duration or i >= len(quiet) or not quiet[i]:
             return 0.0
         before = np.flatnonzero(~quiet[:i])
         after = np.flatnonzero(~quiet[i:])
         start = before[-1] + 1 if len(before) else 0
         end = i + after[0] if len(after) else len(quiet)
-        return (end - start) / _FPS
+        return float(end - start) / _FPS
 
     @cached_property
     def _quiet(self) -> np.ndarray:

@@ -29,7 +29,9 @@ window). Then checks on every window:
   from are decoded one by one (a window of one piece is cut again at its shorter pauses);
   their text replaces the window's when it holds clearly more words;
 - a window with more words than fit in its time (over 6 a second) looped: it is cut and
-  decoded the same way, and the parts replace it when they hold clearly fewer words.
+  decoded the same way, and the parts replace it when they hold clearly fewer words;
+- a window with one segment over that rate copied earlier text back: the parts replace it
+  when they hold fewer words, but about as many as the window without that segment.
 
 On every clip, short or long, a segment goes when the VAD hears no speech in its time and
 Whisper doubts it too (_heard): Whisper writing words into a pause or a quiet room.
@@ -120,14 +122,18 @@ class _Decoded:
 
     @property
     def too_fast(self) -> bool:
-        """More words than anyone speaks in the piece's time, or in one segment's time (its
-        timestamps given their slack): Whisper looping over speech that really repeats itself
-        (the repeat check cannot tell the two apart), or copying back, at a window's end, a
-        sentence it wrote earlier in the window ("The narrative would be tedious to him and
-        painful to myself." again, in 0.7 s)."""
-        return self.word_count > MAX_WORDS_PER_S * self.piece.duration or any(
-            len(s.text.split()) > MAX_WORDS_PER_S * (s.end - s.start + 2 * COVER_MARGIN_S) for s in self.segments
-        )
+        """More words than anyone speaks in the piece's time: Whisper looping over speech that
+        really repeats itself (the repeat check cannot tell the two apart)."""
+        return self.word_count > MAX_WORDS_PER_S * self.piece.duration
+
+    @property
+    def crowded_words(self) -> int:
+        """Words of the segments holding more than anyone says in their time (timestamps given
+        their slack): Whisper copying back, at a window's end, a sentence it wrote earlier in
+        the window ("The narrative would be tedious to him and painful to myself." again, in
+        0.7 s), while the window's rate as a whole is ordinary."""
+        counts = [(len(s.text.split()), s.end - s.start + 2 * COVER_MARGIN_S) for s in self.segments]
+        return sum(n for n, seconds in counts if n > MAX_WORDS_PER_S * seconds)
 
 
 class SegmentedDecoder:
@@ -198,7 +204,9 @@ class _Run:
         if tally is not None:
             for p in pieces:
                 tally.done(clip, p)
-        return [_heard(self.cutters[clip], self._unrepeated(d, again) if first else d) for d, again in found]
+        # On faster-whisper's ladder, a sampled text is one its first decoding failed to give.
+        ladder = self.options.temperature == 0.0
+        return [_heard(self.cutters[clip], self._unrepeated(d, again) if first else d, ladder) for d, again in found]
 
     def _unrepeated(self, decoded: _Decoded, again: Callable[[tuple[float, ...]], _Decoded]) -> _Decoded:
         """A decoding that says a phrase again close by, sampled again (`again`) as faster-whisper's
@@ -270,24 +278,28 @@ class _Run:
         return _Decoded(clip, piece, out)
 
 
-def _heard(cutter: Cutter, decoded: _Decoded) -> _Decoded:
+def _heard(cutter: Cutter, decoded: _Decoded, ladder: bool = True) -> _Decoded:
     """The decoding without the segments that two detectors agree hold no speech.
 
     Whisper writes words into pauses, noise and a far-off room ("Okay. Okay. I'm sorry, let's
     do something else." over 20 s of a meeting room; "You" over a quiet end). faster-whisper
     drops a window only when its no-speech probability is high *and* its text failed the
     confidence gate. Here a segment goes when the VAD hears not a short word's worth of speech
-    in its time and Whisper doubts it too: it failed faster-whisper's gates (unlikely or looping)
-    after every rung of the temperature ladder, or Whisper itself rates no speech more likely
-    than not. A segment of real speech the VAD misses but Whisper is sure of stays.
+    in its time and Whisper doubts it too: its text is a sample (with `ladder`, faster-whisper's
+    temperature fallback: the first decoding failed its gates; "Okay. Okay. Okay. Just. Okay."
+    at 0.4 passed them by 0.04), it failed the gates (unlikely or looping) after every rung, or
+    Whisper itself rates no speech more likely than not. A segment of real speech the VAD
+    misses but Whisper is sure of stays. (Whisper's
+    figures are the decoding's, shared by all segments of one window: a window that is sure
+    as a whole keeps every segment, one that is not loses only those the VAD hears nothing in.)
     """
-    kept = tuple(s for s in decoded.segments if not (_doubted(s) and not _speech_near(cutter, s)))
+    kept = tuple(s for s in decoded.segments if not (_doubted(s, ladder) and not _speech_near(cutter, s)))
     return decoded if len(kept) == len(decoded.segments) else replace(decoded, segments=kept)
 
 
-def _doubted(segment: Segment) -> bool:
-    return (segment.avg_logprob < LOGPROB_THRESHOLD or segment.compression_ratio > COMPRESSION_THRESHOLD
-            or segment.no_speech_prob > NO_SPEECH_LIKELY)
+def _doubted(segment: Segment, ladder: bool) -> bool:
+    return ((ladder and segment.temperature > 0.0) or segment.avg_logprob < LOGPROB_THRESHOLD
+            or segment.compression_ratio > COMPRESSION_THRESHOLD or segment.no_speech_prob > NO_SPEECH_LIKELY)
 
 
 def _speech_near(cutter: Cutter, segment: Segment) -> bool:
@@ -429,7 +441,7 @@ class _Decoding:
         # A short clip is decoded as faster-whisper decodes it and left so (it has no
         # neighbours to be slow against either).
         long = _long(cutter)
-        if _slow(cutter, [self.first[clip][j] for j in near], k - near.start) or (long and (_skipped(cutter, d) or d.too_fast)):
+        if _slow(cutter, [self.first[clip][j] for j in near], k - near.start) or (long and (_skipped(cutter, d) or d.too_fast or d.crowded_words)):
             sub = self._parts(clip, d.piece)
             if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
                 self.subs[clip, k] = [None] * len(sub)
@@ -467,10 +479,16 @@ class _Decoding:
 
 def _better(d: _Decoded, subs: list[_Decoded]) -> list[_Decoded]:
     """A repaired piece, or its sub-pieces: where they hold clearly fewer words if the piece
-    said more than fits in its time, else where they hold clearly more."""
+    said more than fits in its time; where they hold fewer but about what the piece holds
+    without its crowded segments if one segment did; else where they hold clearly more."""
     if d.too_fast:
         kept = [r for r in subs if r.text]
         return kept if kept and REPAIR_GAIN * sum(r.word_count for r in kept) < d.word_count else [d]
+    if d.crowded_words:
+        kept = [r for r in subs if r.text]
+        words = sum(r.word_count for r in kept)
+        rest = d.word_count - d.crowded_words
+        return kept if kept and rest <= REPAIR_GAIN * words and words < d.word_count else [d]
     # A part may say a phrase twice because the audio does (a join of recordings can hold one
     # sentence twice, 10 s apart): only a part that says more than fits in its time looped.
     kept = [r for r in subs if r.text and not r.too_fast]
