@@ -219,19 +219,18 @@ class Cutter:
     def pause(self, at: float) -> float:
         """How long (s) the pause is that time `at` lies in, by the cutter's own test for quiet
         (0.0 where `at` is not in a pause: a cut forced into speech)."""
-        quiet = self._quiet
-        i = int(at * _FPS)
-        if not 0 <= at < self.duration or i >= len(quiet) or not quiet[i]:
+        if not 0 <= at < self.duration:
             return 0.0
-        before = np.flatnonzero(~quiet[:i])
-        after = np.flatnonzero(~quiet[i:])
-        start = before[-1] + 1 if len(before) else 0
-        end = i + after[0] if len(after) else len(quiet)
-        return float(end - start) / _FPS
+        starts, ends = self._pauses
+        i = int(at * _FPS)
+        k = int(np.searchsorted(starts, i, side="right")) - 1
+        return float(ends[k] - starts[k]) / _FPS if k >= 0 and i < ends[k] else 0.0
 
     @cached_property
-    def _quiet(self) -> np.ndarray:
-        return self.activity.quiet(_VAD_THRESHOLD, _QUIET_DB)
+    def _pauses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end frames of every run of quiet frames, once per clip."""
+        runs = true_runs(self.activity.quiet(_VAD_THRESHOLD, _QUIET_DB))
+        return np.array([a for a, _ in runs], dtype=np.int64), np.array([b for _, b in runs], dtype=np.int64)
 
     def levelled(self, piece: Piece) -> np.ndarray:
         """The piece's samples with the clip's loudness evened out (a new array)."""

@@ -3,10 +3,10 @@
 A clip of up to 30 s (one window of mel frames) is one piece, decoded exactly as faster-whisper
 decodes it: the full 30 s encoder window, timestamps, and its temperature fallback on repetitive
 or unlikely text. The one exception is a clip of a word or two (under 2 s): it is heard with
-0.4 s of silence on either side, the quiet faster-whisper's own VAD keeps around speech. Trimmed tight to a lone word,
-Whisper mostly hears nothing or a stock phrase ("Thank you."); with the margins it hears the
-word (FSDD digits, 45 clips: faster-whisper 0.556 WER, 5 empty; with margins 0.40-0.47, 2-3
-empty). Pieces run in parallel on single-threaded CTranslate2 workers.
+0.4 s of silence on either side, the quiet faster-whisper's own VAD keeps around speech.
+Trimmed tight to a lone word, Whisper mostly hears nothing or a stock phrase ("Thank you.");
+with the margins it hears the word (FSDD digits, 45 clips: faster-whisper 0.556 WER, 5 empty;
+with margins 0.40-0.47, 2-3 empty). Pieces run in parallel on single-threaded CTranslate2 workers.
 
 Longer audio is cut at its pauses (audio/segment.py), and consecutive pieces are joined into
 windows of up to 28 s, as Whisper was trained: several utterances to a window, with timestamps
@@ -63,7 +63,7 @@ FULL_WINDOW_S = 30.0
 # samples): a 30 s excerpt a sample over, as recorders and dataset tools write them, is one
 # window to faster-whisper too, and is decoded exactly as it decodes it.
 _HOP = 160
-_WINDOW_FRAMES = 3000
+_WINDOW_FRAMES = int(FULL_WINDOW_S * SAMPLE_RATE) // _HOP
 PIECE_MAX_S = 20.0  # the cutter's pieces end at every pause, and at 20 s at the latest
 # Pieces are joined into windows this long at most: under Whisper's 30 s, so that the last
 # word of a window is not at its edge, where the decoder's final timestamp would have to fall.
@@ -204,14 +204,18 @@ class _Run:
         if tally is not None:
             for p in pieces:
                 tally.done(clip, p)
-        # On faster-whisper's ladder, a sampled text is one its first decoding failed to give.
-        ladder = self.options.temperature == 0.0
-        return [_heard(self.cutters[clip], self._unrepeated(d, again) if first else d, ladder) for d, again in found]
+        return [_heard(self.cutters[clip], self._unrepeated(d, again) if first else d, self.ladder) for d, again in found]
+
+    @property
+    def ladder(self) -> bool:
+        """Whether decoding climbs faster-whisper's temperature ladder (the caller left the
+        temperature at 0): then a sampled text is one the first decoding failed to give."""
+        return self.options.temperature == 0.0
 
     def _unrepeated(self, decoded: _Decoded, again: Callable[[tuple[float, ...]], _Decoded]) -> _Decoded:
         """A decoding that says a phrase again close by, sampled again (`again`) as faster-whisper's
         fallback would; the sampled text replaces it only when it passes every check below."""
-        phrase = repeated_phrase(decoded.text) if self.options.temperature == 0.0 else None
+        phrase = repeated_phrase(decoded.text) if self.ladder else None
         if phrase:
             sampled = again(FALLBACK_TEMPERATURES[1:])
             # Sampled text must also pass faster-whisper's own gate on confidence: speech that
@@ -246,8 +250,7 @@ class _Run:
 
     def _temperatures(self) -> tuple[float, ...]:
         """faster-whisper's fallback ladder, or the one temperature the caller asked for."""
-        t = self.options.temperature
-        return FALLBACK_TEMPERATURES if t == 0.0 else (t,)
+        return FALLBACK_TEMPERATURES if self.ladder else (self.options.temperature,)
 
     def _decode(self, clip: int, piece: Piece, temperatures: tuple[float, ...] | None) -> _Decoded:
         opts = self.options
@@ -278,7 +281,7 @@ class _Run:
         return _Decoded(clip, piece, out)
 
 
-def _heard(cutter: Cutter, decoded: _Decoded, ladder: bool = True) -> _Decoded:
+def _heard(cutter: Cutter, decoded: _Decoded, ladder: bool) -> _Decoded:
     """The decoding without the segments that two detectors agree hold no speech.
 
     Whisper writes words into pauses, noise and a far-off room ("Okay. Okay. I'm sorry, let's
@@ -289,9 +292,9 @@ def _heard(cutter: Cutter, decoded: _Decoded, ladder: bool = True) -> _Decoded:
     temperature fallback: the first decoding failed its gates; "Okay. Okay. Okay. Just. Okay."
     at 0.4 passed them by 0.04), it failed the gates (unlikely or looping) after every rung, or
     Whisper itself rates no speech more likely than not. A segment of real speech the VAD
-    misses but Whisper is sure of stays. (Whisper's
-    figures are the decoding's, shared by all segments of one window: a window that is sure
-    as a whole keeps every segment, one that is not loses only those the VAD hears nothing in.)
+    misses but Whisper is sure of stays. (Whisper's figures are the decoding's, shared by all
+    segments of one window: a window that is sure as a whole keeps every segment, one that is
+    not loses only those the VAD hears nothing in.)
     """
     kept = tuple(s for s in decoded.segments if not (_doubted(s, ladder) and not _speech_near(cutter, s)))
     return decoded if len(kept) == len(decoded.segments) else replace(decoded, segments=kept)
