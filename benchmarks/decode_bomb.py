@@ -90,7 +90,7 @@ def main() -> None:
         print(f"bomb: {path.stat().st_size / 1e6:.2f} MB of FLAC, {args.hours:g} h of 48 kHz stereo, no declared length\n")
         print(f"{'decoder':34s} {'limit':>8s} {'time s':>8s} {'peak MB':>9s}  outcome")
         rows = [("faster-whisper decode_audio", "faster-whisper", 0, "none")]
-        rows += [(f"harken decode_audio", "harken", limit, label) for limit, label in
+        rows += [("harken decode_audio", "harken", limit, label) for limit, label in
                  ((4 * 3600, "4 h"), (3600, "1 h"), (600, "10 min"))]
         for name, how, limit, label in rows:
             r = in_process(path, how, limit)

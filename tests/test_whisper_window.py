@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from harken.audio import load_audio
-from harken.audio.segment import Cutter, Piece
-from harken.engines.whisper_longform import FALLBACK_TEMPERATURES, _speech_left
+from harken.audio.segment import Cutter, Piece, pack
+from harken.engines.whisper_longform import FALLBACK_TEMPERATURES, _speech_inside_a_word, _speech_left
 from harken.engines.whisper_window import Window, WindowText, decode_windows
 from tests.wer import wer
 
@@ -103,3 +103,27 @@ def test_a_window_is_sampled_again_on_its_own_encoder_output(fw, data_dir, refer
     # give is this window's, from its start.
     first = references[names[0]]["reference"]
     assert wer([first], [" ".join(sampled.split()[: len(first.split())])]) < 0.2
+
+
+def test_speech_a_window_passed_over_lies_inside_one_word(fw, data_dir, references):
+    """A window that joins LJ Speech, a quiet FLEURS speaker and LJ Speech again, as harken packs
+    that join. When Whisper writes nothing for the quiet speaker (as tiny.en did, its segment
+    stretched over the sentence), the text timed word by word on the window's own encoder
+    output holds that speech inside one word; the text with the sentence holds none."""
+    from faster_whisper.tokenizer import Tokenizer
+
+    names = ("LJ001-0001.flac", "LJ001-0003.flac", "fleurs-en-004.ogg", "LJ001-0001.flac")
+    cutter = Cutter(joined(data_dir, *names))
+    window = pack(cutter.pieces(max_len=20.0), 28.0, [], cutter.pause)[0]
+    quiet = sum(load_audio(data_dir / n).duration for n in names[:2])
+    assert window.start < quiet and quiet + 5.0 < window.end  # the quiet sentence (4.3 s) and LJ Speech after it
+    [text] = decoded(fw, [Window(cutter.levelled(window), nothing_left)])
+    said = [references[n]["reference"] for n in names]
+    said[3] = " ".join(said[3].split()[:12])  # as far as the window reaches
+    tokenizer = Tokenizer(fw.hf_tokenizer, False, task="transcribe", language="en")
+
+    def inside(sentences: list[str]) -> bool:
+        return _speech_inside_a_word(cutter, window, text.align(tokenizer.encode(" " + " ".join(sentences))))
+
+    assert inside([said[0], said[1], said[3]])
+    assert not inside(said)

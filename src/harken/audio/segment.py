@@ -9,7 +9,8 @@ the loud neighbour, the quiet speech itself looked like silence and got cut in t
 
 The detector hears the clip levelled (audio/level.py), and a piece also ends wherever the
 speech changes source: speech 20 dB louder or quieter than the speech just before it is
-another recording or microphone, and Whisper skips the second one in a shared window.
+another recording or microphone, where the gain starts afresh, and where Whisper may pass over
+the second one in a shared window (engines/whisper_longform.py checks such windows).
 """
 
 from __future__ import annotations
@@ -212,8 +213,9 @@ class Cutter:
 
     @property
     def source_cuts(self) -> list[float]:
-        """Where the speech changes source (s): every piece ends there, and no window joins
-        pieces across it (Whisper skips one source's speech after another's in one window)."""
+        """Where the speech changes source (s): every piece ends there. Whisper may pass over
+        one source's speech after another's in one window: `pack` can keep windows from
+        joining pieces across these (given them as `breaks`)."""
         return (self.activity.source_changes / _FPS).tolist()
 
     def pause(self, at: float) -> float:

@@ -14,10 +14,17 @@ windows of up to 28 s, as Whisper was trained: several utterances to a window, w
 Whisper's own long-form decoding slides its window and, on joined or noisy recordings, jumps
 over whole utterances; a window that starts and ends at a pause does not. Before decoding, the
 recording's loudness is evened out (audio/level.py): Whisper skips speech far quieter than the
-rest. Pieces also end where the speech changes source, and no window spans such a change:
-even levelled, Whisper skips the second source of a shared window. The windows are decoded
+rest. Pieces also end where the speech changes source (a join of recordings). A window may
+join sources, as it joins utterances (fewer windows, more context), but even levelled,
+Whisper sometimes passes over the second source of a shared window. The windows are decoded
 several at a time by engines/whisper_window.py (faster-whisper's steps, one encoder pass per
 window). Then checks on every window:
+
+- a window that joins sources and whose text, timed word by word by Whisper's cross-attention
+  (a quarter of an encoder pass), holds more speech inside one word than a word takes passed
+  over speech: it is decoded again as windows that join none, which replace it unless they
+  hold fewer words (word timestamps and faster-whisper's VAD option take faster-whisper's
+  path, without this check, so there no window joins sources);
 
 - a window that says a phrase again close by ("the most obvious? the most obvious?") is
   decoded again with faster-whisper's sampling fallback (a long clip's window on its own
@@ -53,7 +60,7 @@ from harken.audio import SAMPLE_RATE
 from harken.audio.segment import Cutter, Piece, pack, true_runs
 from harken.engines.base import EngineTranscript, OnProgress, OnText, TranscribeOptions, Watch
 from harken.engines.whisper import fw_segment
-from harken.engines.whisper_window import Window, decode_windows
+from harken.engines.whisper_window import Window, WindowText, decode_windows
 from harken.results import Segment, TranscriptWarning
 
 __all__ = ["SegmentedDecoder", "repeated_phrase"]
@@ -82,6 +89,9 @@ MIN_GAP_SPEECH_S = 1.0  # less uncovered speech than this is a breath or a times
 # The least speech worth a warning when a clip has no text at all: a short word. Silero scores
 # a spoken digit over 0.5 for 0.1-0.5 s of its 0.3-0.6 s (FSDD); noise and a dog's bark, never.
 MIN_WORD_S = 0.1
+# The most speech one written word takes: about seven syllables at an ordinary pace. More speech
+# inside one word, as Whisper's cross-attention times the words, is speech it wrote nothing for.
+MAX_WORD_SPEECH_S = 1.5
 # faster-whisper's fallback ladder; the repeat check starts where its first rung (greedy) ends.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # A clip this short is a word or two, trimmed tight: it is heard with SHORT_MARGIN_S of silence
@@ -105,6 +115,8 @@ class _Decoded:
     clip: int
     piece: Piece
     segments: tuple[Segment, ...]
+    # Whether Whisper passed over speech of a source joined on inside the window (_passed_over).
+    passed_over: bool = False
 
     @property
     def text(self) -> str:
@@ -156,7 +168,10 @@ class SegmentedDecoder:
         watches = list(watches) if watches is not None else [None] * len(clips)
         cutters = [Cutter(c, workers=workers) for c in clips]
         pieces = [c.pieces(max_len=PIECE_MAX_S) if _long(c) else [Piece(0.0, c.duration)] for c in cutters]
-        plans = [pack(p, WINDOW_FILL_S, c.source_cuts, c.pause) for p, c in zip(pieces, cutters)]
+        # A window may join pieces across a change of source where its text can be checked for
+        # speech Whisper passed over there (the window decoder's path); elsewhere it may not.
+        checked = not options.word_timestamps and not options.vad_filter
+        plans = [pack(p, WINDOW_FILL_S, [] if checked else c.source_cuts, c.pause) for p, c in zip(pieces, cutters)]
         # A short clip lets faster-whisper detect its language as it always does; a long one is
         # detected once, on its first 30 s, so every piece is decoded in the same language.
         languages = [
@@ -243,10 +258,14 @@ class _Run:
             temperatures=self._temperatures(), initial_prompt=opts.initial_prompt, max_new_tokens=opts.max_new_tokens,
         )
 
-        def decoded(p: Piece, segments: list) -> _Decoded:
-            return _Decoded(clip, p, tuple(fw_segment(s, 0, p.start, p.end) for s in segments if s.text.strip()))
+        def decoded(p: Piece, segments: list, passed_over: bool = False) -> _Decoded:
+            kept = tuple(fw_segment(s, 0, p.start, p.end) for s in segments if s.text.strip())
+            return _Decoded(clip, p, kept, passed_over)
 
-        return [(decoded(p, w.segments), lambda t, p=p, w=w: decoded(p, w.again(t))) for p, w in zip(pieces, found)]
+        return [
+            (decoded(p, w.segments, _passed_over(cutter, p, w)), lambda t, p=p, w=w: decoded(p, w.again(t)))
+            for p, w in zip(pieces, found)
+        ]
 
     def _temperatures(self) -> tuple[float, ...]:
         """faster-whisper's fallback ladder, or the one temperature the caller asked for."""
@@ -310,8 +329,43 @@ def _speech_near(cutter: Cutter, segment: Segment) -> bool:
     by COVER_MARGIN_S: its timestamps are that close to the speech)."""
     start = max(0.0, segment.start - COVER_MARGIN_S)
     span = Piece(start, min(cutter.duration, max(segment.end + COVER_MARGIN_S, start)))
+    return _speech_seconds(cutter, span) >= MIN_WORD_S
+
+
+def _passed_over(cutter: Cutter, window: Piece, text: WindowText) -> bool:
+    """Whether a window that joins recordings (spans a change of source) passed over speech:
+    timed word by word by cross-attention, its text holds more speech the VAD hears inside
+    one word, or before the first or after the last, than a word takes.
+
+    Whisper, done with one source, sometimes writes nothing for the next one in its window
+    (a quiet FLEURS speaker after LJ Speech), and the segment around it stretches over it, so
+    no stretch of speech is left without a segment. Timed word by word, the text jumps over
+    it inside one word (a comma lasting 4.3 s, 2.9 s of it speech).
+    """
+    joins = any(window.start + COVER_MARGIN_S < c < window.end - COVER_MARGIN_S for c in cutter.source_cuts)
+    tokens = [t for s in text.segments for t in s.tokens]
+    return joins and bool(tokens) and _speech_inside_a_word(cutter, window, text.align(tokens))
+
+
+def _speech_inside_a_word(cutter: Cutter, window: Piece, words: Sequence[tuple[float, float]]) -> bool:
+    """Whether the VAD hears more than a word's speech (MAX_WORD_SPEECH_S) inside one of
+    `words` ((start, end) s from the window's start, each lasting until the next begins), or
+    before the first or after the last. The longest words on the dev joins hold 1.1-1.3 s of
+    speech ("fourteen fifty-five"); a long number written as one word can hold more, and
+    costs only a repair that gives the same text."""
+    if not words:
+        return False
+    edges = [(0.0, words[0][0]), *words, (words[-1][1], window.duration)]
+    for start, end in edges:
+        span = Piece(window.start + start, min(window.end, window.start + end))
+        if span.duration > MAX_WORD_SPEECH_S and _speech_seconds(cutter, span) > MAX_WORD_SPEECH_S:
+            return True
+    return False
+
+
+def _speech_seconds(cutter: Cutter, span: Piece) -> float:
     speech = cutter.speech(span)
-    return len(speech) > 0 and speech.sum() * span.duration / len(speech) >= MIN_WORD_S
+    return float(speech.sum()) * span.duration / len(speech) if len(speech) else 0.0
 
 
 def _long(cutter: Cutter) -> bool:
@@ -444,8 +498,9 @@ class _Decoding:
         # A short clip is decoded as faster-whisper decodes it and left so (it has no
         # neighbours to be slow against either).
         long = _long(cutter)
-        if _slow(cutter, [self.first[clip][j] for j in near], k - near.start) or (long and (_skipped(cutter, d) or d.too_fast or d.crowded_words)):
-            sub = self._parts(clip, d.piece)
+        wrong = long and (d.too_fast or d.crowded_words or d.passed_over or _skipped(cutter, d))
+        if _slow(cutter, [self.first[clip][j] for j in near], k - near.start) or wrong:
+            sub = self._parts(clip, d)
             if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
                 self.subs[clip, k] = [None] * len(sub)
                 for part, p in enumerate(sub):
@@ -463,12 +518,16 @@ class _Decoding:
         if all(p is not None for p in parts):
             self.final[clip][k] = _better(self.first[clip][k], parts)
 
-    def _parts(self, clip: int, window: Piece) -> list[Piece]:
+    def _parts(self, clip: int, d: _Decoded) -> list[Piece]:
         """What a window that went wrong is decoded as instead: the pieces it was packed from
         (Whisper skips or loops over whole utterances, and each piece ends at a pause), or a
-        single piece cut again at its shorter pauses."""
+        single piece cut again at its shorter pauses. A window that passed over a source it
+        joins is packed again as windows that join none."""
+        window, cutter = d.piece, self.runner.cutters[clip]
         inside = [p for p in self.packed[clip] if window.start - 1e-6 <= p.start and p.end <= window.end + 1e-6]
-        return inside if len(inside) > 1 else self.runner.cutters[clip].split(window)
+        if d.passed_over:
+            return pack(inside, WINDOW_FILL_S, cutter.source_cuts, cutter.pause)
+        return inside if len(inside) > 1 else cutter.split(window)
 
     def _tell(self, clip: int) -> None:
         listener = self.listeners[clip]
@@ -482,11 +541,16 @@ class _Decoding:
 
 def _better(d: _Decoded, subs: list[_Decoded]) -> list[_Decoded]:
     """A repaired piece, or its sub-pieces: where they hold clearly fewer words if the piece
-    said more than fits in its time; where they hold fewer but about what the piece holds
-    without its crowded segments if one segment did; else where they hold clearly more."""
+    said more than fits in its time; where they hold no fewer if it passed over a source it
+    joins (they are the windows that join none); where they hold fewer but about what the
+    piece holds without its crowded segments if one segment did; else where they hold
+    clearly more."""
     if d.too_fast:
         kept = [r for r in subs if r.text]
         return kept if kept and REPAIR_GAIN * sum(r.word_count for r in kept) < d.word_count else [d]
+    if d.passed_over:  # windows that join no sources, unless they lose words
+        kept = [r for r in subs if r.text and not r.too_fast]
+        return kept if kept and sum(r.word_count for r in kept) >= d.word_count else [d]
     if d.crowded_words:
         kept = [r for r in subs if r.text]
         words = sum(r.word_count for r in kept)

@@ -14,6 +14,9 @@ for speed:
   and no second encoder pass. It also resumes where the VAD hears a second or more of speech
   after the last segment (Whisper, done with one speaker, sometimes ends before the next).
 
+Each window's encoder output is kept while its text is judged: a window that looped is sampled
+again on it, and any text can be timed word by word on it (faster-whisper's alignment).
+
 faster-whisper's private steps are used directly (pinned to the 1.2 series in pyproject.toml).
 A window that wants word timestamps, or faster-whisper's VAD, takes faster-whisper's own path.
 """
@@ -49,6 +52,11 @@ class WindowText:
     # The window decoded again from scratch at these temperatures, on its kept encoder output
     # (faster-whisper would encode the audio again): how a decoding that looped is sampled.
     again: Callable[[Sequence[float]], list]
+    # Where each word of a text (its tokens) lies in the window, as (start, end) s from the
+    # window's start, by Whisper's cross-attention on the kept encoder output, as faster-whisper
+    # times words: each word lasts until the next begins, so speech the text passed over lies
+    # inside some word.
+    align: Callable[[Sequence[int]], list[tuple[float, float]]]
 
 
 def decode_windows(model, windows: Sequence[Window], *, language: str, task: str, beam_size: int,
@@ -78,8 +86,16 @@ def decode_windows(model, windows: Sequence[Window], *, language: str, task: str
 
         return decode
 
+    def aligned(n: int, enc) -> Callable[[Sequence[int]], list[tuple[float, float]]]:
+        def align(tokens: Sequence[int]) -> list[tuple[float, float]]:
+            text = [t for t in tokens if t < tokenizer.eot]  # timestamps out, as faster-whisper does
+            words = model.find_alignment(tokenizer, [text], enc, n)[0] if text else []
+            return [(float(w["start"]), float(w["end"])) for w in words]
+
+        return align
+
     return [
-        WindowText(_window(model, tokenizer, options, w, n, enc, prompt, first), again(w, n, enc))
+        WindowText(_window(model, tokenizer, options, w, n, enc, prompt, first), again(w, n, enc), aligned(n, enc))
         for w, n, enc, prompt, first in zip(windows, frames, encoded, prompts, firsts)
     ]
 
