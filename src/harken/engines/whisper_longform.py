@@ -526,7 +526,9 @@ class _Decoding:
         window, cutter = d.piece, self.runner.cutters[clip]
         inside = [p for p in self.packed[clip] if window.start - 1e-6 <= p.start and p.end <= window.end + 1e-6]
         if d.passed_over:
-            return pack(inside, WINDOW_FILL_S, cutter.source_cuts, cutter.pause)
+            unjoined = pack(inside, WINDOW_FILL_S, cutter.source_cuts, cutter.pause)
+            if len(unjoined) > 1:
+                return unjoined
         return inside if len(inside) > 1 else cutter.split(window)
 
     def _tell(self, clip: int) -> None:
