@@ -89,7 +89,11 @@ def decode_windows(model, windows: Sequence[Window], *, language: str, task: str
     def aligned(n: int, enc) -> Callable[[Sequence[int]], list[tuple[float, float]]]:
         def align(tokens: Sequence[int]) -> list[tuple[float, float]]:
             text = [t for t in tokens if t < tokenizer.eot]  # timestamps out, as faster-whisper does
-            words = model.find_alignment(tokenizer, [text], enc, n)[0] if text else []
+            # The decoder has positions for max_length tokens, the prompt and end included: a
+            # window's text (with resumes) can hold more only by looping, and is not timed.
+            if not text or len(tokenizer.sot_sequence) + len(text) + 2 > model.max_length:
+                return []
+            words = model.find_alignment(tokenizer, [text], enc, n)[0]
             return [(float(w["start"]), float(w["end"])) for w in words]
 
         return align
