@@ -258,14 +258,11 @@ class _Run:
             temperatures=self._temperatures(), initial_prompt=opts.initial_prompt, max_new_tokens=opts.max_new_tokens,
         )
 
-        def decoded(p: Piece, segments: list, passed_over: bool = False) -> _Decoded:
+        def decoded(p: Piece, w: WindowText, segments: list) -> _Decoded:
             kept = tuple(fw_segment(s, 0, p.start, p.end) for s in segments if s.text.strip())
-            return _Decoded(clip, p, kept, passed_over)
+            return _Decoded(clip, p, kept, _passed_over(cutter, p, segments, w.align))
 
-        return [
-            (decoded(p, w.segments, _passed_over(cutter, p, w)), lambda t, p=p, w=w: decoded(p, w.again(t)))
-            for p, w in zip(pieces, found)
-        ]
+        return [(decoded(p, w, w.segments), lambda t, p=p, w=w: decoded(p, w, w.again(t))) for p, w in zip(pieces, found)]
 
     def _temperatures(self) -> tuple[float, ...]:
         """faster-whisper's fallback ladder, or the one temperature the caller asked for."""
@@ -332,7 +329,7 @@ def _speech_near(cutter: Cutter, segment: Segment) -> bool:
     return _speech_seconds(cutter, span) >= MIN_WORD_S
 
 
-def _passed_over(cutter: Cutter, window: Piece, text: WindowText) -> bool:
+def _passed_over(cutter: Cutter, window: Piece, segments: list, align: Callable[[list[int]], list]) -> bool:
     """Whether a window that joins recordings (spans a change of source) passed over speech:
     timed word by word by cross-attention, its text holds more speech the VAD hears inside
     one word, or before the first or after the last, than a word takes.
@@ -340,11 +337,13 @@ def _passed_over(cutter: Cutter, window: Piece, text: WindowText) -> bool:
     Whisper, done with one source, sometimes writes nothing for the next one in its window
     (a quiet FLEURS speaker after LJ Speech), and the segment around it stretches over it, so
     no stretch of speech is left without a segment. Timed word by word, the text jumps over
-    it inside one word (a comma lasting 4.3 s, 2.9 s of it speech).
+    it inside one word (a comma lasting 4.3 s, 2.9 s of it speech). `segments` are the
+    window's text (faster-whisper's), `align` times tokens on its encoder output
+    (WindowText.align).
     """
     joins = any(window.start + COVER_MARGIN_S < c < window.end - COVER_MARGIN_S for c in cutter.source_cuts)
-    tokens = [t for s in text.segments for t in s.tokens]
-    return joins and bool(tokens) and _speech_inside_a_word(cutter, window, text.align(tokens))
+    tokens = [t for s in segments for t in s.tokens]
+    return joins and bool(tokens) and _speech_inside_a_word(cutter, window, align(tokens))
 
 
 def _speech_inside_a_word(cutter: Cutter, window: Piece, words: Sequence[tuple[float, float]]) -> bool:
