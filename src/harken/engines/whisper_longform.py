@@ -24,7 +24,8 @@ window). Then checks on every window:
   (a quarter of an encoder pass), holds more speech inside one word than a word takes passed
   over speech: it is decoded again as windows that join none, which replace it unless they
   hold fewer words (word timestamps and faster-whisper's VAD option take faster-whisper's
-  path, without this check, so there no window joins sources);
+  path, without this check, and a translation's words do not line up with the speech: there
+  no window joins sources);
 
 - a window that says a phrase again close by ("the most obvious? the most obvious?") is
   decoded again with faster-whisper's sampling fallback (a long clip's window on its own
@@ -169,8 +170,9 @@ class SegmentedDecoder:
         cutters = [Cutter(c, workers=workers) for c in clips]
         pieces = [c.pieces(max_len=PIECE_MAX_S) if _long(c) else [Piece(0.0, c.duration)] for c in cutters]
         # A window may join pieces across a change of source where its text can be checked for
-        # speech Whisper passed over there (the window decoder's path); elsewhere it may not.
-        checked = not options.word_timestamps and not options.vad_filter
+        # speech Whisper passed over there: on the window decoder's path, and with a transcript
+        # (a translation's words do not line up with the speech they translate).
+        checked = options.task == "transcribe" and not options.word_timestamps and not options.vad_filter
         plans = [pack(p, WINDOW_FILL_S, [] if checked else c.source_cuts, c.pause) for p, c in zip(pieces, cutters)]
         # A short clip lets faster-whisper detect its language as it always does; a long one is
         # detected once, on its first 30 s, so every piece is decoded in the same language.
