@@ -153,12 +153,54 @@ def test_a_sampled_decoding_replaces_a_loop_only_where_it_drops_the_repeat():
     looped, sampled = decoded(f"{FLEURS_003} For a few minutes, {FLEURS_003}"), decoded(f"{FLEURS_003} Prith!")
     assert run._unrepeated(looped, lambda temperatures: sampled) is sampled
     twice = decoded(f"{LJ_0001} {NOUNS} {NOUNS}")
-    assert run._unrepeated(twice, lambda temperatures: decoded(LJ_0001)) is twice
+    refused = run._unrepeated(twice, lambda temperatures: decoded(LJ_0001))
+    assert refused.segments == twice.segments and refused.loop == repeated_phrase(twice.text)  # judged again later
     once = decoded(f"{LJ_0001} {NOUNS}")
     assert run._unrepeated(twice, lambda temperatures: once) is once
     # A loop of one word is all loop: the one word sampled instead replaces it.
     zero = decoded("Zero.")
     assert run._unrepeated(decoded("Oh, oh, oh, oh, oh, oh, oh, oh, oh."), lambda temperatures: zero) is zero
+
+
+def test_a_window_still_looping_after_the_fallback_is_decoded_as_its_parts():
+    """whisper-base on the first 23 s window of a German FLEURS join (a loud clip, then a clip
+    30 dB down): it wrote the first sentence again instead of the second clip's words. In 1 of 3
+    runs the sampled text was refused, and the window was kept with its loop (WER 0.316 against
+    0.140): the copy is one crowded segment (14 words), so the window is decoded as its parts,
+    but they (20 and 9 words) hold fewer than the window without that segment. Counted without
+    the loop (from its first saying to its last), the window holds 20 words, and the parts
+    replace it."""
+    first = "Für die besten Aussichten auf Hongkong sollten sie die Insel verlassen und zum Gegenüberlieh in den Ufer von Kovloom fahren."
+    second = "Er griff auch alles an, was ins Wasser kam."
+    copy = first.replace("besten", "Besten")
+    segments = (Segment(0, 0.0, 8.0, first), Segment(1, 8.0, 19.4, f"{second} Für die Besten Aussichten auf Hongkong"),
+                Segment(2, 19.4, 20.4, "sollten sie die Insel verlassen und zum Gegenüberlieh in den Ufer von Kovloom fahren."))
+    window = _Decoded(0, Piece(0.0, 23.0), segments, loop=repeated_phrase(f"{first} {second} {copy}"))
+    assert window.text == f"{first} {second} {copy}" and window.crowded_words == 14 and not window.too_fast
+    parts = [_Decoded(0, Piece(0.0, 17.9), (Segment(0, 0.0, 8.0, first),)),
+             _Decoded(0, Piece(17.9, 23.0), (Segment(0, 17.9, 23.0, second),))]
+    assert _better(window, parts) == parts
+    # A part that hears nothing is left out; parts holding clearly less than the window without its
+    # loop keep the window.
+    assert _better(window, [parts[0], _Decoded(0, Piece(17.9, 23.0), ())]) == parts[:1]
+    assert _better(window, [_Decoded(0, Piece(0.0, 17.9), (Segment(0, 0.0, 8.0, "Für die besten Aussichten"),)),
+                            parts[1]]) == [window]
+    # A window refused for a phrase the audio really says twice: the parts hold both sayings.
+    twice = _Decoded(0, Piece(0.0, 20.0), (Segment(0, 0.0, 20.0, f"{LJ_0001} {LJ_0001}"),), loop=repeated_phrase(LJ_0001 * 2))
+    halves = [_Decoded(0, Piece(0.0, 10.0), (Segment(0, 0.0, 10.0, LJ_0001),)),
+              _Decoded(0, Piece(10.0, 20.0), (Segment(0, 10.0, 20.0, LJ_0001),))]
+    assert _better(twice, halves) == halves
+
+
+def test_a_sentence_said_twice_in_a_long_clip_is_written_twice(service, data_dir):
+    """LJ Speech's first sentence twice in a row, then two more clips (over 30 s, so packed):
+    tiny.en writes it twice, the repeat check samples the window again and refuses the sample
+    (it drops a sentence the audio says), and the window, still saying the phrase twice, keeps
+    both sayings: a window is not repaired for a refused repeat alone."""
+    samples = np.concatenate([load_audio(data_dir / n).samples
+                              for n in ("LJ001-0001.flac", "LJ001-0001.flac", "LJ001-0003.flac", "jfk.flac")])
+    t = service.transcribe(Audio(samples, "said twice", SAMPLE_RATE, 1, "raw"), use_cache=False)
+    assert t.text.lower().count("in the only sense") == 2, t.text
 
 
 def _speech_turns(rttm, offset: float = 0.0) -> list[tuple[float, float]]:

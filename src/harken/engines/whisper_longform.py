@@ -39,7 +39,10 @@ window). Then checks on every window:
 - a window with more words than fit in its time (over 6 a second) looped: it is cut and
   decoded the same way, and the parts replace it when they hold clearly fewer words;
 - a window with one segment over that rate copied earlier text back: the parts replace it
-  when they hold fewer words, but about as many as the window without that segment.
+  when they hold fewer words, but about as many as the window without that segment;
+- a window repaired for any of these reasons that still says a phrase again after the
+  sampling fallback (the sample was refused) is judged by its words without the loop: the
+  parts replace it when they hold about as many.
 
 On every clip, short or long, a segment goes when the VAD hears no speech in its time and
 Whisper doubts it too (_heard): Whisper writing words into a pause or a quiet room.
@@ -118,6 +121,8 @@ class _Decoded:
     segments: tuple[Segment, ...]
     # Whether Whisper passed over speech of a source joined on inside the window (_passed_over).
     passed_over: bool = False
+    # A phrase the text still says again close by after faster-whisper's fallback was tried.
+    loop: str | None = None
 
     @property
     def text(self) -> str:
@@ -242,6 +247,7 @@ class _Run:
             if (sampled.text and not repeated_phrase(sampled.text) and sampled.logprob >= LOGPROB_THRESHOLD
                     and REPAIR_GAIN * sampled.word_count >= kept):
                 return sampled
+            return replace(decoded, loop=phrase)
         return decoded
 
     def windowed(self, clip: int) -> bool:
@@ -499,6 +505,8 @@ class _Decoding:
         # A short clip is decoded as faster-whisper decodes it and left so (it has no
         # neighbours to be slow against either).
         long = _long(cutter)
+        # (A window still saying a phrase twice after the sampling fallback is not repaired for
+        # that alone: the audio may say it twice, as a join holding one recording twice does.)
         wrong = long and (d.too_fast or d.crowded_words or d.passed_over or _skipped(cutter, d))
         if _slow(cutter, [self.first[clip][j] for j in near], k - near.start) or wrong:
             sub = self._parts(clip, d)
@@ -545,15 +553,20 @@ class _Decoding:
 def _better(d: _Decoded, subs: list[_Decoded]) -> list[_Decoded]:
     """A repaired piece, or its sub-pieces: where they hold clearly fewer words if the piece
     said more than fits in its time; where they hold no fewer if it passed over a source it
-    joins (they are the windows that join none); where they hold fewer but about what the
-    piece holds without its crowded segments if one segment did; else where they hold
-    clearly more."""
+    joins (they are the windows that join none); where they hold about what it holds
+    without its loop if it still says a phrase again after the sampling fallback; where they
+    hold fewer but about what the piece holds without its crowded segments if one segment
+    did; else where they hold clearly more."""
     if d.too_fast:
         kept = [r for r in subs if r.text]
         return kept if kept and REPAIR_GAIN * sum(r.word_count for r in kept) < d.word_count else [d]
     if d.passed_over:  # windows that join no sources, unless they lose words
         kept = [r for r in subs if r.text and not r.too_fast]
         return kept if kept and sum(r.word_count for r in kept) >= d.word_count else [d]
+    if d.loop:  # counted without its loop (whose copy is often the crowded segment), what it holds
+        kept = [r for r in subs if r.text and not r.too_fast]
+        words = sum(r.word_count for r in kept)
+        return kept if kept and REPAIR_GAIN * words >= _unlooped_words(d.text, d.loop) else [d]
     if d.crowded_words:
         kept = [r for r in subs if r.text]
         words = sum(r.word_count for r in kept)
