@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -180,6 +181,8 @@ def test_a_window_still_looping_after_the_fallback_is_decoded_as_its_parts():
     parts = [_Decoded(0, Piece(0.0, 17.9), (Segment(0, 0.0, 8.0, first),)),
              _Decoded(0, Piece(17.9, 23.0), (Segment(0, 17.9, 23.0, second),))]
     assert _better(window, parts) == parts
+    # Windows joining no sources, for one that passed over a source it joins, are judged the same way.
+    assert _better(replace(window, passed_over=True), parts) == parts
     # A part that hears nothing is left out; parts holding clearly less than the window without its
     # loop keep the window.
     assert _better(window, [parts[0], _Decoded(0, Piece(17.9, 23.0), ())]) == parts[:1]

@@ -127,6 +127,7 @@ def test_speech_a_window_passed_over_lies_inside_one_word(fw, data_dir, referenc
 
     assert inside([said[0], said[1], said[3]])
     assert not inside(said)
+    assert _speech_inside_a_word(cutter, window, None)  # a model that cannot time words: decoded again apart
     # A text longer than the decoder has positions for (a window looping through resumes) is not timed.
     looped = tokenizer.encode(" " + " ".join(said * 6))
     assert len(looped) > fw.max_length and text.align(looped) == []

@@ -41,8 +41,8 @@ window). Then checks on every window:
 - a window with one segment over that rate copied earlier text back: the parts replace it
   when they hold fewer words, but about as many as the window without that segment;
 - a window repaired for any of these reasons that still says a phrase again after the
-  sampling fallback (the sample was refused) is judged by its words without the loop: the
-  parts replace it when they hold about as many.
+  sampling fallback (the sample was refused) is judged by its words without the loop, as
+  one with a crowded segment is judged without that segment.
 
 On every clip, short or long, a segment goes when the VAD hears no speech in its time and
 Whisper doubts it too (_heard): Whisper writing words into a pause or a quiet room.
@@ -349,17 +349,20 @@ def _passed_over(cutter: Cutter, window: Piece, segments: list, align: Callable[
     window's text (faster-whisper's), `align` times tokens on its encoder output
     (WindowText.align).
     """
-    joins = any(window.start + COVER_MARGIN_S < c < window.end - COVER_MARGIN_S for c in cutter.source_cuts)
+    joins = any(window.start + 1e-6 < c < window.end - 1e-6 for c in cutter.source_cuts)  # pieces start at changes
     tokens = [t for s in segments for t in s.tokens]
     return joins and bool(tokens) and _speech_inside_a_word(cutter, window, align(tokens))
 
 
-def _speech_inside_a_word(cutter: Cutter, window: Piece, words: Sequence[tuple[float, float]]) -> bool:
+def _speech_inside_a_word(cutter: Cutter, window: Piece, words: Sequence[tuple[float, float]] | None) -> bool:
     """Whether the VAD hears more than a word's speech (MAX_WORD_SPEECH_S) inside one of
     `words` ((start, end) s from the window's start, each lasting until the next begins), or
     before the first or after the last. The longest words on the dev joins hold 1.1-1.3 s of
     speech ("fourteen fifty-five"); a long number written as one word can hold more, and
-    costs only a repair that gives the same text."""
+    costs only a repair that gives the same text. Words the model could not time (None) are
+    taken to pass over speech: the window is decoded again as windows joining none."""
+    if words is None:
+        return True
     if not words:
         return False
     edges = [(0.0, words[0][0]), *words, (words[-1][1], window.duration)]
@@ -552,26 +555,23 @@ class _Decoding:
 
 def _better(d: _Decoded, subs: list[_Decoded]) -> list[_Decoded]:
     """A repaired piece, or its sub-pieces: where they hold clearly fewer words if the piece
-    said more than fits in its time; where they hold no fewer if it passed over a source it
-    joins (they are the windows that join none); where they hold about what it holds
-    without its loop if it still says a phrase again after the sampling fallback; where they
-    hold fewer but about what the piece holds without its crowded segments if one segment
-    did; else where they hold clearly more."""
+    said more than fits in its time; else, against what the piece holds without its crowded
+    segments and without its loop (a repeat that outlived the sampling fallback; its copy is
+    often the crowded segment): where they hold no fewer if it passed over a source it joins
+    (they are the windows that join none); where they hold about that much or more if it has
+    crowded segments or a loop; else where they hold clearly more."""
     if d.too_fast:
         kept = [r for r in subs if r.text]
         return kept if kept and REPAIR_GAIN * sum(r.word_count for r in kept) < d.word_count else [d]
-    if d.passed_over:  # windows that join no sources, unless they lose words
+    held = d.word_count - d.crowded_words
+    if d.loop:
+        held = min(held, _unlooped_words(d.text, d.loop))
+    if d.passed_over:
         kept = [r for r in subs if r.text and not r.too_fast]
-        return kept if kept and sum(r.word_count for r in kept) >= d.word_count else [d]
-    if d.loop:  # counted without its loop (whose copy is often the crowded segment), what it holds
-        kept = [r for r in subs if r.text and not r.too_fast]
-        words = sum(r.word_count for r in kept)
-        return kept if kept and REPAIR_GAIN * words >= _unlooped_words(d.text, d.loop) else [d]
-    if d.crowded_words:
+        return kept if kept and sum(r.word_count for r in kept) >= held else [d]
+    if held < d.word_count:
         kept = [r for r in subs if r.text]
-        words = sum(r.word_count for r in kept)
-        rest = d.word_count - d.crowded_words
-        return kept if kept and rest <= REPAIR_GAIN * words and words < d.word_count else [d]
+        return kept if kept and held <= REPAIR_GAIN * sum(r.word_count for r in kept) else [d]
     # A part may say a phrase twice because the audio does (a join of recordings can hold one
     # sentence twice, 10 s apart): only a part that says more than fits in its time looped.
     kept = [r for r in subs if r.text and not r.too_fast]

@@ -24,6 +24,7 @@ A window that wants word timestamps, or faster-whisper's VAD, takes faster-whisp
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import cache
@@ -31,6 +32,8 @@ from functools import cache
 import numpy as np
 
 __all__ = ["Window", "WindowText", "decode_windows"]
+
+log = logging.getLogger("harken.engines")
 
 # A bound on the decoder's work per window, never reached in practice (one resume is usual):
 # faster-whisper's own loop has none, but it moves on by a new encoder window each time.
@@ -53,10 +56,11 @@ class WindowText:
     # (faster-whisper would encode the audio again): how a decoding that looped is sampled.
     again: Callable[[Sequence[float]], list]
     # Where each word of a text (its tokens) lies in the window, as (start, end) s from the
-    # window's start, by Whisper's cross-attention on the kept encoder output, as faster-whisper
-    # times words: each word lasts until the next begins, so speech the text passed over lies
-    # inside some word.
-    align: Callable[[Sequence[int]], list[tuple[float, float]]]
+    # window's start, by Whisper's cross-attention on the kept encoder output: faster-whisper's
+    # raw find_alignment, before its word timestamps merge punctuation and cap long words. Each
+    # word lasts until the next begins, so speech the text passed over lies inside some word.
+    # None where the model cannot time words (a conversion without alignment heads).
+    align: Callable[[Sequence[int]], list[tuple[float, float]] | None]
 
 
 def decode_windows(model, windows: Sequence[Window], *, language: str, task: str, beam_size: int,
@@ -93,7 +97,11 @@ def decode_windows(model, windows: Sequence[Window], *, language: str, task: str
             # window's text (with resumes) can hold more only by looping, and is not timed.
             if not text or len(tokenizer.sot_sequence) + len(text) + 2 > model.max_length:
                 return []
-            words = model.find_alignment(tokenizer, [text], enc, n)[0]
+            try:
+                words = model.find_alignment(tokenizer, [text], enc, n)[0]
+            except RuntimeError as error:  # CTranslate2: no alignment heads in this conversion
+                _cannot_align(str(error))
+                return None
             return [(float(w["start"]), float(w["end"])) for w in words]
 
         return align
@@ -184,6 +192,12 @@ def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: 
             break
         seek = next_seek
     return segments
+
+
+@cache
+def _cannot_align(reason: str) -> None:
+    """Said once a process (per reason): a model that cannot time words."""
+    log.warning("this Whisper model cannot time words (%s): windows joining recordings are decoded again apart", reason)
 
 
 def _scored(tokenizer, options, result):
