@@ -30,7 +30,8 @@ window). Then checks on every window:
 - a window that says a phrase again close by ("the most obvious? the most obvious?") is
   decoded again with faster-whisper's sampling fallback (a long clip's window on its own
   encoder output); the answer replaces it when it is confident, has no repeat, and drops no
-  more than the loop;
+  more than the loop (a short clip only when its text holds more words than fit in its time:
+  otherwise a phrase said twice in one full window is a speaker's restart);
 - a window of a long clip that yields far fewer words per second than the windows around it
   (per second of the window and per second of speech alike), or that leaves a second or more
   of speech the VAD hears without words, was probably partly skipped: the pieces it was packed
@@ -226,7 +227,15 @@ class _Run:
         if tally is not None:
             for p in pieces:
                 tally.done(clip, p)
-        return [_heard(self.cutters[clip], self._unrepeated(d, again) if first else d, self.ladder) for d, again in found]
+        # A short clip keeps faster-whisper's text even where it says a phrase twice: in one full
+        # window Whisper's own fallback handles loops, and a phrase said twice is mostly a
+        # speaker's restart ("so we had a we had a long problem", AMI), which sampling drops.
+        # Unless the text holds more words than fit in the clip: that much is a loop.
+        check = _long(self.cutters[clip])
+        return [
+            _heard(self.cutters[clip], self._unrepeated(d, again) if first and (check or d.too_fast) else d, self.ladder)
+            for d, again in found
+        ]
 
     @property
     def ladder(self) -> bool:
