@@ -5,8 +5,9 @@
 Prints, in one run: wall time on a ~100 s file (harken vs a plain faster-whisper script),
 cold start to first transcript, peak RSS, WER per development subset (benchmarks/devsets.py:
 read, 8 kHz, short words, digits, multilingual) with repeated-phrase and empty-output counts,
-and long audio (clips joined to N minutes): faster-whisper sequential, faster-whisper batched,
-harken, and the clips one by one. `--only-sets` prints the subset table alone. Needs the dev extra (jiwer, whisper-normalizer).
+the meetings (words where no one speaks), long audio (clips joined to N minutes): faster-whisper
+sequential, faster-whisper batched, harken, and the clips one by one; then every English subset
+clip joined into one recording. `--only-sets` prints the subset and meeting tables alone. Needs the dev extra (jiwer, whisper-normalizer).
 """
 
 from __future__ import annotations
@@ -205,6 +206,21 @@ def main() -> None:
             fw, t_fw = timed(lambda: fw_text(audio))
             h, t_h = timed(lambda: harken_text(audio))
             print(f"{seed:<8}{wer([ref], [fw]):8.3f}{t_fw:8.2f}s{wer([ref], [h]):12.3f}{t_h:12.2f}s{t_fw / t_h:9.2f}x")
+    # 6. Every English clip of the tiny.en subsets (read, 8 kHz, digits, keywords, digit strings)
+    #    joined with short pauses: short words, telephone band and read speech in one recording.
+    mixed = [c for s in load_subsets(data) if s.model == "whisper-tiny.en" and s.name != "long-read" for c in s.clips]
+    if mixed:
+        pause = np.zeros(int(0.3 * SAMPLE_RATE), dtype=np.float32)
+        print(f"\n## The English subsets' {len(mixed)} clips joined in two orders (0.3 s pauses), sequential vs harken")
+        print(f"{'order':<8}{'secs':>6}{'fw WER':>8}{'fw time':>9}{'harken WER':>12}{'harken time':>13}{'speed-up':>10}")
+        for seed in (0, 1):
+            order = np.random.default_rng(seed).permutation(len(mixed))
+            audio = np.concatenate([x for i in order for x in (mixed[i].samples, pause)])
+            ref = " ".join(mixed[i].reference for i in order)
+            fw, t_fw = timed(lambda: fw_text(audio))
+            h, t_h = timed(lambda: harken_text(audio))
+            print(f"{seed:<8}{len(audio) / SAMPLE_RATE:6.0f}{wer([ref], [fw]):8.3f}{t_fw:8.2f}s{wer([ref], [h]):12.3f}"
+                  f"{t_h:12.2f}s{t_fw / t_h:9.2f}x")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this benchmark process: {peak:.0f} MB")
 
