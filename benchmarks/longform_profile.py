@@ -24,6 +24,7 @@ import faster_whisper.transcribe as fwt  # noqa: E402
 
 import harken.engines.whisper_longform as longform  # noqa: E402
 import harken.engines.whisper_window as window  # noqa: E402
+import harken.engines.window_checks as checks  # noqa: E402
 from benchmarks.asr import english_clips, join  # noqa: E402
 from harken import Service, Settings  # noqa: E402
 from harken.audio import SAMPLE_RATE, Audio, load_audio  # noqa: E402
@@ -69,7 +70,7 @@ def sampled_again() -> None:
     def wrapper(self, decoded, again):
         start = time.perf_counter()
         out = original(self, decoded, again)
-        if longform.repeated_phrase(decoded.text) and self.options.temperature == 0.0:
+        if checks.repeated_phrase(decoded.text) and self.options.temperature == 0.0:
             with LOCK:
                 CALLS["windows sampled again (a repeat)"] += 1
                 SECONDS["windows sampled again (a repeat)"] += time.perf_counter() - start

@@ -17,7 +17,8 @@ import pytest
 from harken.audio import SAMPLE_RATE, Audio, load_audio
 from harken.audio.segment import Piece
 from harken.engines.base import TranscribeOptions
-from harken.engines.whisper_longform import SHORT_MARGIN_S, _better, _Decoded, _Run, repeated_phrase
+from harken.engines.whisper_longform import SHORT_MARGIN_S, _Run
+from harken.engines.window_checks import Decoded, better, repeated_phrase
 from harken.results import Segment
 from harken.formats import format_transcript
 from tests.test_cli import run
@@ -92,15 +93,15 @@ def test_a_repair_keeps_a_sentence_the_audio_really_says_twice():
     jfk = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."
     fleurs = "The cabbage juice changes color depending on how acidic, basic alkaline the chemical is."
 
-    def decoded(start: float, end: float, *texts: str) -> _Decoded:
-        return _Decoded(0, Piece(start, end), tuple(Segment(i, start, end, t) for i, t in enumerate(texts)))
+    def decoded(start: float, end: float, *texts: str) -> Decoded:
+        return Decoded(0, Piece(start, end), tuple(Segment(i, start, end, t) for i, t in enumerate(texts)))
 
     window = decoded(341.2, 367.0, lj, lj)
     parts = [decoded(341.2, 361.1, lj, jfk, lj), decoded(361.1, 367.0, fleurs)]
     assert repeated_phrase(parts[0].text) and not parts[0].too_fast
-    assert _better(window, parts) == parts
+    assert better(window, parts) == parts
     looped = decoded(361.1, 367.0, " ".join([fleurs] * 4))  # 56 words in 5.9 s: a loop, not speech
-    assert _better(window, [parts[0], looped]) == [parts[0]]
+    assert better(window, [parts[0], looped]) == [parts[0]]
 
 
 def test_a_window_that_writes_an_earlier_sentence_again_in_no_time_is_repaired():
@@ -108,9 +109,9 @@ def test_a_window_that_writes_an_earlier_sentence_again_in_no_time_is_repaired()
     window's end it wrote again, in 0.7 s, the sentence it began the window with. The window's
     rate (62 words in 23.7 s) is ordinary and the phrase is too far back to count as a repeat;
     one segment's rate (11 words in 0.7 s) is not. Its parts, decoded alone, replace it."""
-    def decoded(start: float, *timed: tuple[float, float, str]) -> _Decoded:
+    def decoded(start: float, *timed: tuple[float, float, str]) -> Decoded:
         segments = tuple(Segment(i, a, b, t) for i, (a, b, t) in enumerate(timed))
-        return _Decoded(0, Piece(start, timed[-1][1]), segments)
+        return Decoded(0, Piece(start, timed[-1][1]), segments)
 
     said = [(634.2, 637.2, NARRATIVE), (637.2, 645.2, "And so, my fellow Americans asked not what your country can do for you,"),
             (645.2, 648.2, "asked what you can do for your country."), (648.2, 651.2, "He began a confused complaint against the wizard"),
@@ -120,9 +121,9 @@ def test_a_window_that_writes_an_earlier_sentence_again_in_no_time_is_repaired()
     assert window.crowded_words == 11 and not window.too_fast and repeated_phrase(window.text) is None
     assert decoded(634.2, *said).crowded_words == 0
     parts = [decoded(634.2, *said[:3]), decoded(648.2, *said[3:])]
-    assert _better(window, parts) == parts
+    assert better(window, parts) == parts
     # Parts that drop more than the copy (here a whole sentence) do not replace the window.
-    assert _better(window, [decoded(634.2, *said[:3]), decoded(648.2, *said[3:4])]) == [window]
+    assert better(window, [decoded(634.2, *said[:3]), decoded(648.2, *said[3:4])]) == [window]
 
 
 NARRATIVE = "The narrative would be tedious to him and painful to myself."
@@ -151,8 +152,8 @@ def test_a_sampled_decoding_replaces_a_loop_only_where_it_drops_the_repeat():
     not when it drops a sentence with it."""
     run = _Run(None, [], [], TranscribeOptions.build())
 
-    def decoded(text: str) -> _Decoded:
-        return _Decoded(0, Piece(0.0, 20.0), (Segment(0, 0.0, 20.0, text, avg_logprob=-0.3),))
+    def decoded(text: str) -> Decoded:
+        return Decoded(0, Piece(0.0, 20.0), (Segment(0, 0.0, 20.0, text, avg_logprob=-0.3),))
 
     looped, sampled = decoded(f"{FLEURS_003} For a few minutes, {FLEURS_003}"), decoded(f"{FLEURS_003} Prith!")
     assert run._unrepeated(looped, lambda temperatures: sampled) is sampled
@@ -179,23 +180,23 @@ def test_a_window_still_looping_after_the_fallback_is_decoded_as_its_parts():
     copy = first.replace("besten", "Besten")
     segments = (Segment(0, 0.0, 8.0, first), Segment(1, 8.0, 19.4, f"{second} Für die Besten Aussichten auf Hongkong"),
                 Segment(2, 19.4, 20.4, "sollten sie die Insel verlassen und zum Gegenüberlieh in den Ufer von Kovloom fahren."))
-    window = _Decoded(0, Piece(0.0, 23.0), segments, loop=repeated_phrase(f"{first} {second} {copy}"))
+    window = Decoded(0, Piece(0.0, 23.0), segments, loop=repeated_phrase(f"{first} {second} {copy}"))
     assert window.text == f"{first} {second} {copy}" and window.crowded_words == 14 and not window.too_fast
-    parts = [_Decoded(0, Piece(0.0, 17.9), (Segment(0, 0.0, 8.0, first),)),
-             _Decoded(0, Piece(17.9, 23.0), (Segment(0, 17.9, 23.0, second),))]
-    assert _better(window, parts) == parts
+    parts = [Decoded(0, Piece(0.0, 17.9), (Segment(0, 0.0, 8.0, first),)),
+             Decoded(0, Piece(17.9, 23.0), (Segment(0, 17.9, 23.0, second),))]
+    assert better(window, parts) == parts
     # Windows joining no sources, for one that passed over a source it joins, are judged the same way.
-    assert _better(replace(window, passed_over=True), parts) == parts
+    assert better(replace(window, passed_over=True), parts) == parts
     # A part that hears nothing is left out; parts holding clearly less than the window without its
     # loop keep the window.
-    assert _better(window, [parts[0], _Decoded(0, Piece(17.9, 23.0), ())]) == parts[:1]
-    assert _better(window, [_Decoded(0, Piece(0.0, 17.9), (Segment(0, 0.0, 8.0, "Für die besten Aussichten"),)),
+    assert better(window, [parts[0], Decoded(0, Piece(17.9, 23.0), ())]) == parts[:1]
+    assert better(window, [Decoded(0, Piece(0.0, 17.9), (Segment(0, 0.0, 8.0, "Für die besten Aussichten"),)),
                             parts[1]]) == [window]
     # A window refused for a phrase the audio really says twice: the parts hold both sayings.
-    twice = _Decoded(0, Piece(0.0, 20.0), (Segment(0, 0.0, 20.0, f"{LJ_0001} {LJ_0001}"),), loop=repeated_phrase(LJ_0001 * 2))
-    halves = [_Decoded(0, Piece(0.0, 10.0), (Segment(0, 0.0, 10.0, LJ_0001),)),
-              _Decoded(0, Piece(10.0, 20.0), (Segment(0, 10.0, 20.0, LJ_0001),))]
-    assert _better(twice, halves) == halves
+    twice = Decoded(0, Piece(0.0, 20.0), (Segment(0, 0.0, 20.0, f"{LJ_0001} {LJ_0001}"),), loop=repeated_phrase(LJ_0001 * 2))
+    halves = [Decoded(0, Piece(0.0, 10.0), (Segment(0, 0.0, 10.0, LJ_0001),)),
+              Decoded(0, Piece(10.0, 20.0), (Segment(0, 10.0, 20.0, LJ_0001),))]
+    assert better(twice, halves) == halves
 
 
 def test_a_sentence_said_twice_in_a_long_clip_is_written_twice(service, data_dir):

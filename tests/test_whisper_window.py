@@ -8,7 +8,8 @@ import pytest
 
 from harken.audio import load_audio
 from harken.audio.segment import Cutter, Piece, pack
-from harken.engines.whisper_longform import FALLBACK_TEMPERATURES, _speech_inside_a_word, _speech_left
+from harken.engines.whisper_longform import FALLBACK_TEMPERATURES, _speech_left
+from harken.engines.window_checks import speech_inside_a_word
 from harken.engines.whisper_window import Window, WindowText, decode_windows
 from tests.wer import wer
 
@@ -123,11 +124,11 @@ def test_speech_a_window_passed_over_lies_inside_one_word(fw, data_dir, referenc
     tokenizer = Tokenizer(fw.hf_tokenizer, False, task="transcribe", language="en")
 
     def inside(sentences: list[str]) -> bool:
-        return _speech_inside_a_word(cutter, window, text.align(tokenizer.encode(" " + " ".join(sentences))))
+        return speech_inside_a_word(cutter, window, text.align(tokenizer.encode(" " + " ".join(sentences))))
 
     assert inside([said[0], said[1], said[3]])
     assert not inside(said)
-    assert _speech_inside_a_word(cutter, window, None)  # a model that cannot time words: decoded again apart
+    assert speech_inside_a_word(cutter, window, None)  # a model that cannot time words: decoded again apart
     # A text longer than the decoder has positions for (a window looping through resumes) is not timed.
     looped = tokenizer.encode(" " + " ".join(said * 6))
     assert len(looped) > fw.max_length and text.align(looped) == []

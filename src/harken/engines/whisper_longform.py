@@ -18,7 +18,7 @@ rest. Pieces also end where the speech changes source (a join of recordings). A 
 join sources, as it joins utterances (fewer windows, more context), but even levelled,
 Whisper sometimes passes over the second source of a shared window. The windows are decoded
 several at a time by engines/whisper_window.py (faster-whisper's steps, one encoder pass per
-window). Then checks on every window:
+window). Then checks on every window (engines/window_checks.py):
 
 - a window that joins sources and whose text, timed word by word by Whisper's cross-attention
   (a quarter of an encoder pass), holds more speech inside one word than a word takes passed
@@ -46,12 +46,11 @@ window). Then checks on every window:
   one with a crowded segment is judged without that segment.
 
 On every clip, short or long, a segment goes when the VAD hears no speech in its time and
-Whisper doubts it too (_heard): Whisper writing words into a pause or a quiet room.
+Whisper doubts it too (window_checks.heard): Whisper writing words into a pause or a quiet room.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -62,13 +61,16 @@ from functools import partial
 import numpy as np
 
 from harken.audio import SAMPLE_RATE
-from harken.audio.segment import Cutter, Piece, pack, true_runs
+from harken.audio.segment import Cutter, Piece, pack
 from harken.engines.base import EngineTranscript, OnProgress, OnText, TranscribeOptions, Watch
 from harken.engines.whisper import fw_segment
 from harken.engines.whisper_window import Window, WindowText, decode_windows
-from harken.results import Segment, TranscriptWarning
+from harken.engines.window_checks import (
+    COVER_MARGIN_S, LOGPROB_THRESHOLD, MIN_GAP_SPEECH_S, RATE_NEIGHBOURS, REPAIR_GAIN, Decoded, better, gap_warnings,
+    heard, passed_over_speech, repeated_phrase, skipped, slow, unlooped_words, untranscribed,
+)
 
-__all__ = ["SegmentedDecoder", "repeated_phrase"]
+__all__ = ["SegmentedDecoder"]
 
 FULL_WINDOW_S = 30.0
 # A clip is long when it holds more than one window of Whisper's mel frames (3000 of 160
@@ -80,23 +82,6 @@ PIECE_MAX_S = 20.0  # the cutter's pieces end at every pause, and at 20 s at the
 # Pieces are joined into windows this long at most: under Whisper's 30 s, so that the last
 # word of a window is not at its edge, where the decoder's final timestamp would have to fall.
 WINDOW_FILL_S = 28.0
-LOW_RATE_RATIO = 0.8  # a window this far under the median word rate around it was partly skipped
-# The windows on either side a window's rate is judged against: about a minute of speech each
-# way, so that a recording whose speakers differ in pace is judged locally, and a stream can
-# tell a window's text once these few neighbours are decoded (not the whole clip).
-RATE_NEIGHBOURS = 2
-MIN_RATE_CHECK_S = 4.0
-# Faster than the fastest sustained speech (about 4-5 words a second; 2.5-3 is usual).
-MAX_WORDS_PER_S = 6.0
-REPAIR_GAIN = 1.15  # sub-pieces replace a piece when they hold this many times its words
-COVER_MARGIN_S = 0.5  # Whisper's segment timestamps are this close to the speech they cover
-MIN_GAP_SPEECH_S = 1.0  # less uncovered speech than this is a breath or a timestamp off by a little
-# The least speech worth a warning when a clip has no text at all: a short word. Silero scores
-# a spoken digit over 0.5 for 0.1-0.5 s of its 0.3-0.6 s (FSDD); noise and a dog's bark, never.
-MIN_WORD_S = 0.1
-# The most speech one written word takes: about seven syllables at an ordinary pace. More speech
-# inside one word, as Whisper's cross-attention times the words, is speech it wrote nothing for.
-MAX_WORD_SPEECH_S = 1.5
 # faster-whisper's fallback ladder; the repeat check starts where its first rung (greedy) ends.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # A clip this short is a word or two, trimmed tight: it is heard with SHORT_MARGIN_S of silence
@@ -105,54 +90,11 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # on whole sentences any margin only moves words at random (measured in both directions).
 SHORT_CLIP_S = 2.0
 SHORT_MARGIN_S = 0.4
-LOGPROB_THRESHOLD = -1.0  # faster-whisper's log_prob_threshold: under it, a decoding has failed
-COMPRESSION_THRESHOLD = 2.4  # faster-whisper's compression_ratio_threshold: over it, a decoding looped
-NO_SPEECH_LIKELY = 0.5  # Whisper's no-speech probability over this: no speech is more likely than not
 # Windows of one clip decoded in one call (engines/whisper_window.py): more to a call reads the
 # output layer fewer times, but a call's windows wait for its longest text, and fewer calls
 # balance worse over the workers. The three 11.9 min joins on 2 workers, in turns, summed:
 # 4 a call 33.2-35.2 s, 6 a call 30.1-31.5 s; 5, 6 and 7 within the machine's drift of each other.
 BATCH = 6
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    clip: int
-    piece: Piece
-    segments: tuple[Segment, ...]
-    # Whether Whisper passed over speech of a source joined on inside the window (_passed_over).
-    passed_over: bool = False
-    # A phrase the text still says again close by after faster-whisper's fallback was tried.
-    loop: str | None = None
-
-    @property
-    def text(self) -> str:
-        return " ".join(s.text for s in self.segments).strip()
-
-    @property
-    def logprob(self) -> float:
-        """The mean log probability per token over the piece's segments."""
-        tokens = sum(max(1, len(s.tokens)) for s in self.segments)
-        return sum(s.avg_logprob * max(1, len(s.tokens)) for s in self.segments) / max(1, tokens)
-
-    @property
-    def word_count(self) -> int:
-        return len(self.text.split())
-
-    @property
-    def too_fast(self) -> bool:
-        """More words than anyone speaks in the piece's time: Whisper looping over speech that
-        really repeats itself (the repeat check cannot tell the two apart)."""
-        return self.word_count > MAX_WORDS_PER_S * self.piece.duration
-
-    @property
-    def crowded_words(self) -> int:
-        """Words of the segments holding more than anyone says in their time (timestamps given
-        their slack): Whisper copying back, at a window's end, a sentence it wrote earlier in
-        the window ("The narrative would be tedious to him and painful to myself." again, in
-        0.7 s), while the window's rate as a whole is ordinary."""
-        counts = [(len(s.text.split()), s.end - s.start + 2 * COVER_MARGIN_S) for s in self.segments]
-        return sum(n for n, seconds in counts if n > MAX_WORDS_PER_S * seconds)
 
 
 class SegmentedDecoder:
@@ -197,7 +139,7 @@ class SegmentedDecoder:
             language, probability = languages[i]
             if language is None or probability is None:
                 language, probability = run.detected.get(i, ("en", 1.0))
-            out.append(EngineTranscript(segments, language, probability, _gap_warnings(cutters[i], done, segments)))
+            out.append(EngineTranscript(segments, language, probability, gap_warnings(cutters[i], done, segments)))
             tally.finish(i)
         return out
 
@@ -217,7 +159,7 @@ class _Run:
         self.model, self.cutters, self.languages, self.options = model, cutters, languages, options
         self.detected: dict[int, tuple[str, float]] = {}
 
-    def decode(self, clip: int, pieces: list[Piece], first: bool, tally: _Tally | None) -> list[_Decoded]:
+    def decode(self, clip: int, pieces: list[Piece], first: bool, tally: _Tally | None) -> list[Decoded]:
         """Decode pieces of one clip, windows of a long clip together (engines/whisper_window.py);
         in the `first` round a piece that repeats a phrase is sampled again at once."""
         if self.windowed(clip):
@@ -233,7 +175,7 @@ class _Run:
         # Unless the text holds more words than fit in the clip: that much is a loop.
         check = _long(self.cutters[clip])
         return [
-            _heard(self.cutters[clip], self._unrepeated(d, again) if first and (check or d.too_fast) else d, self.ladder)
+            heard(self.cutters[clip], self._unrepeated(d, again) if first and (check or d.too_fast) else d, self.ladder)
             for d, again in found
         ]
 
@@ -243,7 +185,7 @@ class _Run:
         temperature at 0): then a sampled text is one the first decoding failed to give."""
         return self.options.temperature == 0.0
 
-    def _unrepeated(self, decoded: _Decoded, again: Callable[[tuple[float, ...]], _Decoded]) -> _Decoded:
+    def _unrepeated(self, decoded: Decoded, again: Callable[[tuple[float, ...]], Decoded]) -> Decoded:
         """A decoding that says a phrase again close by, sampled again (`again`) as faster-whisper's
         fallback would; the sampled text replaces it only when it passes every check below."""
         phrase = repeated_phrase(decoded.text) if self.ladder else None
@@ -252,7 +194,7 @@ class _Run:
             # Sampled text must also pass faster-whisper's own gate on confidence: speech that
             # really repeats itself (a chant, a read-out list) otherwise trades a true repeat
             # for a sampled guess. And it must drop the repeat, not the speech around it.
-            kept = _unlooped_words(decoded.text, phrase)
+            kept = unlooped_words(decoded.text, phrase)
             if (sampled.text and not repeated_phrase(sampled.text) and sampled.logprob >= LOGPROB_THRESHOLD
                     and REPAIR_GAIN * sampled.word_count >= kept):
                 return sampled
@@ -266,7 +208,7 @@ class _Run:
         return (_long(self.cutters[clip]) and self.languages[clip][0] is not None
                 and not opts.word_timestamps and not opts.vad_filter)
 
-    def _windows(self, clip: int, pieces: list[Piece]) -> list[tuple[_Decoded, Callable[[tuple[float, ...]], _Decoded]]]:
+    def _windows(self, clip: int, pieces: list[Piece]) -> list[tuple[Decoded, Callable[[tuple[float, ...]], Decoded]]]:
         """Each window's decoding, and how to decode it again at other temperatures."""
         opts, cutter = self.options, self.cutters[clip]
         found = decode_windows(
@@ -275,9 +217,9 @@ class _Run:
             temperatures=self._temperatures(), initial_prompt=opts.initial_prompt, max_new_tokens=opts.max_new_tokens,
         )
 
-        def decoded(p: Piece, w: WindowText, segments: list) -> _Decoded:
+        def decoded(p: Piece, w: WindowText, segments: list) -> Decoded:
             kept = tuple(fw_segment(s, 0, p.start, p.end) for s in segments if s.text.strip())
-            return _Decoded(clip, p, kept, _passed_over(cutter, p, segments, w.align))
+            return Decoded(clip, p, kept, passed_over_speech(cutter, p, segments, w.align))
 
         return [(decoded(p, w, w.segments), lambda t, p=p, w=w: decoded(p, w, w.again(t))) for p, w in zip(pieces, found)]
 
@@ -285,7 +227,7 @@ class _Run:
         """faster-whisper's fallback ladder, or the one temperature the caller asked for."""
         return FALLBACK_TEMPERATURES if self.ladder else (self.options.temperature,)
 
-    def _decode(self, clip: int, piece: Piece, temperatures: tuple[float, ...] | None) -> _Decoded:
+    def _decode(self, clip: int, piece: Piece, temperatures: tuple[float, ...] | None) -> Decoded:
         opts = self.options
         if temperatures is None:
             temperatures = self._temperatures()
@@ -311,80 +253,7 @@ class _Run:
         out = tuple(fw_segment(s, 0, piece.start - lead, piece.end, piece.start) for s in segments if s.text.strip())
         if self.languages[clip][1] is None:
             self.detected[clip] = (info.language, float(info.language_probability))
-        return _Decoded(clip, piece, out)
-
-
-def _heard(cutter: Cutter, decoded: _Decoded, ladder: bool) -> _Decoded:
-    """The decoding without the segments that two detectors agree hold no speech.
-
-    Whisper writes words into pauses, noise and a far-off room ("Okay. Okay. I'm sorry, let's
-    do something else." over 20 s of a meeting room; "You" over a quiet end). faster-whisper
-    drops a window only when its no-speech probability is high *and* its text failed the
-    confidence gate. Here a segment goes when the VAD hears not a short word's worth of speech
-    in its time and Whisper doubts it too: its text is a sample (with `ladder`, faster-whisper's
-    temperature fallback: the first decoding failed its gates; "Okay. Okay. Okay. Just. Okay."
-    at 0.4 passed them by 0.04), it failed the gates (unlikely or looping) after every rung, or
-    Whisper itself rates no speech more likely than not. A segment of real speech the VAD
-    misses but Whisper is sure of stays. (Whisper's figures are the decoding's, shared by all
-    segments of one window: a window that is sure as a whole keeps every segment, one that is
-    not loses only those the VAD hears nothing in.)
-    """
-    kept = tuple(s for s in decoded.segments if not (_doubted(s, ladder) and not _speech_near(cutter, s)))
-    return decoded if len(kept) == len(decoded.segments) else replace(decoded, segments=kept)
-
-
-def _doubted(segment: Segment, ladder: bool) -> bool:
-    return ((ladder and segment.temperature > 0.0) or segment.avg_logprob < LOGPROB_THRESHOLD
-            or segment.compression_ratio > COMPRESSION_THRESHOLD or segment.no_speech_prob > NO_SPEECH_LIKELY)
-
-
-def _speech_near(cutter: Cutter, segment: Segment) -> bool:
-    """Whether the VAD hears a short word's worth of speech within the segment's time (widened
-    by COVER_MARGIN_S: its timestamps are that close to the speech)."""
-    start = max(0.0, segment.start - COVER_MARGIN_S)
-    span = Piece(start, min(cutter.duration, max(segment.end + COVER_MARGIN_S, start)))
-    return _speech_seconds(cutter, span) >= MIN_WORD_S
-
-
-def _passed_over(cutter: Cutter, window: Piece, segments: list, align: Callable[[list[int]], list]) -> bool:
-    """Whether a window that joins recordings (spans a change of source) passed over speech:
-    timed word by word by cross-attention, its text holds more speech the VAD hears inside
-    one word, or before the first or after the last, than a word takes.
-
-    Whisper, done with one source, sometimes writes nothing for the next one in its window
-    (a quiet FLEURS speaker after LJ Speech), and the segment around it stretches over it, so
-    no stretch of speech is left without a segment. Timed word by word, the text jumps over
-    it inside one word (a comma lasting 4.3 s, 2.9 s of it speech). `segments` are the
-    window's text (faster-whisper's), `align` times tokens on its encoder output
-    (WindowText.align).
-    """
-    joins = any(window.start + 1e-6 < c < window.end - 1e-6 for c in cutter.source_cuts)  # pieces start at changes
-    tokens = [t for s in segments for t in s.tokens]
-    return joins and bool(tokens) and _speech_inside_a_word(cutter, window, align(tokens))
-
-
-def _speech_inside_a_word(cutter: Cutter, window: Piece, words: Sequence[tuple[float, float]] | None) -> bool:
-    """Whether the VAD hears more than a word's speech (MAX_WORD_SPEECH_S) inside one of
-    `words` ((start, end) s from the window's start, each lasting until the next begins), or
-    before the first or after the last. The longest words on the dev joins hold 1.1-1.3 s of
-    speech ("fourteen fifty-five"); a long number written as one word can hold more, and
-    costs only a repair that gives the same text. Words the model could not time (None) are
-    taken to pass over speech: the window is decoded again as windows joining none."""
-    if words is None:
-        return True
-    if not words:
-        return False
-    edges = [(0.0, words[0][0]), *words, (words[-1][1], window.duration)]
-    for start, end in edges:
-        span = Piece(window.start + start, min(window.end, window.start + end))
-        if span.duration > MAX_WORD_SPEECH_S and _speech_seconds(cutter, span) > MAX_WORD_SPEECH_S:
-            return True
-    return False
-
-
-def _speech_seconds(cutter: Cutter, span: Piece) -> float:
-    speech = cutter.speech(span)
-    return float(speech.sum()) * span.duration / len(speech) if len(speech) else 0.0
+        return Decoded(clip, piece, out)
 
 
 def _long(cutter: Cutter) -> bool:
@@ -453,9 +322,9 @@ class _Decoding:
     ) -> None:
         self.runner, self.plans, self.tally, self.listeners = run, plans, tally, list(listeners)
         self.packed = pieces  # the cutter's pieces each clip's windows were packed from
-        self.first: list[dict[int, _Decoded]] = [{} for _ in plans]
-        self.final: list[dict[int, list[_Decoded]]] = [{} for _ in plans]
-        self.subs: dict[tuple[int, int], list[_Decoded | None]] = {}
+        self.first: list[dict[int, Decoded]] = [{} for _ in plans]
+        self.final: list[dict[int, list[Decoded]]] = [{} for _ in plans]
+        self.subs: dict[tuple[int, int], list[Decoded | None]] = {}
         self.told = [0] * len(plans)  # each clip's first piece not yet told
         self.said = [False] * len(plans)  # whether a clip's listener heard any text yet
         jobs = [_Job(i, k, p, True) for i, plan in enumerate(plans) for k, p in enumerate(plan)]
@@ -464,7 +333,7 @@ class _Decoding:
         self.waiting: deque[_Job] = deque(jobs)
         self.repairs: deque[_Job] = deque()
 
-    def run(self, workers: int) -> list[list[_Decoded]]:
+    def run(self, workers: int) -> list[list[Decoded]]:
         size = max(1, min(workers, len(self.waiting)))
         with ThreadPoolExecutor(size) as pool:
             running: dict[Future, list[_Job]] = {}
@@ -495,7 +364,7 @@ class _Decoding:
                 jobs.append(job)
         return jobs
 
-    def _arrived(self, job: _Job, d: _Decoded) -> None:
+    def _arrived(self, job: _Job, d: Decoded) -> None:
         clip = job.clip
         if job.first:
             self.first[clip][job.index] = d
@@ -519,14 +388,14 @@ class _Decoding:
         long = _long(cutter)
         # (A window still saying a phrase twice after the sampling fallback is not repaired for
         # that alone: the audio may say it twice, as a join holding one recording twice does.)
-        wrong = long and (d.too_fast or d.crowded_words or d.passed_over or _skipped(cutter, d))
-        if _slow(cutter, [self.first[clip][j] for j in near], k - near.start) or wrong:
+        wrong = long and (d.too_fast or d.crowded_words or d.passed_over or skipped(cutter, d))
+        if slow(cutter, [self.first[clip][j] for j in near], k - near.start) or wrong:
             sub = self._parts(clip, d)
             if len(sub) > 1:  # a piece too short to split would only be decoded the same way again
                 self.subs[clip, k] = [None] * len(sub)
                 for part, p in enumerate(sub):
                     if not cutter.speech(p).any():  # a pause at the window's edge: nothing to hear
-                        self.subs[clip, k][part] = _Decoded(clip, p, ())
+                        self.subs[clip, k][part] = Decoded(clip, p, ())
                     else:
                         self.repairs.append(_Job(clip, k, p, False, part))
                 self._settle(clip, k)
@@ -537,9 +406,9 @@ class _Decoding:
         """Window k is final once every part of its repair is decoded (or had nothing to hear)."""
         parts = self.subs[clip, k]
         if all(p is not None for p in parts):
-            self.final[clip][k] = _better(self.first[clip][k], parts)
+            self.final[clip][k] = better(self.first[clip][k], parts)
 
-    def _parts(self, clip: int, d: _Decoded) -> list[Piece]:
+    def _parts(self, clip: int, d: Decoded) -> list[Piece]:
         """What a window that went wrong is decoded as instead: the pieces it was packed from
         (Whisper skips or loops over whole utterances, and each piece ends at a pause), or a
         single piece cut again at its shorter pauses. A window that passed over a source it
@@ -562,154 +431,3 @@ class _Decoding:
             self.told[clip] += 1
 
 
-def _better(d: _Decoded, subs: list[_Decoded]) -> list[_Decoded]:
-    """A repaired piece, or its sub-pieces: where they hold clearly fewer words if the piece
-    said more than fits in its time; else, against what the piece holds without its crowded
-    segments and without its loop (a repeat that outlived the sampling fallback; its copy is
-    often the crowded segment): where they hold no fewer if it passed over a source it joins
-    (they are the windows that join none); where they hold about that much or more if it has
-    crowded segments or a loop; else where they hold clearly more."""
-    if d.too_fast:
-        kept = [r for r in subs if r.text]
-        return kept if kept and REPAIR_GAIN * sum(r.word_count for r in kept) < d.word_count else [d]
-    held = d.word_count - d.crowded_words
-    if d.loop:
-        held = min(held, _unlooped_words(d.text, d.loop))
-    if d.passed_over:
-        kept = [r for r in subs if r.text and not r.too_fast]
-        return kept if kept and sum(r.word_count for r in kept) >= held else [d]
-    if held < d.word_count:
-        kept = [r for r in subs if r.text]
-        return kept if kept and held <= REPAIR_GAIN * sum(r.word_count for r in kept) else [d]
-    # A part may say a phrase twice because the audio does (a join of recordings can hold one
-    # sentence twice, 10 s apart): only a part that says more than fits in its time looped.
-    kept = [r for r in subs if r.text and not r.too_fast]
-    if kept and sum(r.word_count for r in kept) > REPAIR_GAIN * d.word_count:
-        return kept
-    return [d]
-
-
-def _slow(cutter: Cutter, pieces: list[_Decoded], k: int) -> bool:
-    """Whether piece `k` of one clip's pieces (in time order) is far under the median word rate
-    of the pieces up to RATE_NEIGHBOURS away (itself included; at least three with words).
-
-    It must be slow both in words per second of the piece and in words per second of speech
-    the VAD hears: pauses alone make a piece slow by the first, a slow and steady talker by
-    the second; speech Whisper skipped lowers both. On the 11.9 min joins, 11 windows were
-    slow by the first alone and 9 of them came out of their repair with the same words; both
-    real skips were slow either way (0.55-0.63 of the median)."""
-    d = pieces[k]
-    if d.piece.duration < MIN_RATE_CHECK_S:
-        return False
-    near = [x for x in pieces[max(0, k - RATE_NEIGHBOURS) : k + RATE_NEIGHBOURS + 1] if x.text and x.piece.duration >= 2.0]
-    if len(near) < 3:
-        return False
-    for seconds in (lambda x: x.piece.duration, lambda x: max(float(cutter.speech(x.piece).mean()) * x.piece.duration, 1e-3)):
-        if d.word_count / seconds(d) >= LOW_RATE_RATIO * float(np.median([x.word_count / seconds(x) for x in near])):
-            return False
-    return True
-
-
-def _skipped(cutter: Cutter, d: _Decoded) -> bool:
-    """Whether a window leaves speech the VAD hears without words (Whisper, done with one
-    speaker, sometimes ends the window before the next one speaks)."""
-    return bool(untranscribed(cutter, d.piece, d.segments, MIN_GAP_SPEECH_S))
-
-
-def _gap_warnings(cutter: Cutter, pieces: list[_Decoded], segments: tuple[Segment, ...]) -> tuple[TranscriptWarning, ...]:
-    """An `untranscribed_speech` warning for each stretch where the VAD hears speech and no text is.
-
-    With no text at all, even a single short word counts (a spoken digit is 0.4 s).
-    """
-    least = MIN_GAP_SPEECH_S if segments else MIN_WORD_S
-    gaps = [g for d in pieces for g in untranscribed(cutter, d.piece, d.segments, least)]
-    return tuple(
-        TranscriptWarning(
-            "untranscribed_speech",
-            f"speech from {g.start:.1f} s to {g.end:.1f} s has no words in the transcript",
-            round(g.start, 3),
-            round(g.end, 3),
-        )
-        for g in gaps
-    )
-
-
-def untranscribed(cutter: Cutter, piece: Piece, segments: tuple[Segment, ...], least: float) -> list[Piece]:
-    """Stretches of a piece where the VAD hears at least `least` s of speech and no segment reaches.
-
-    Segments cover their timestamps widened by COVER_MARGIN_S, so timestamp jitter at a
-    segment's edge does not count.
-    """
-    speech = cutter.speech(piece)
-    if not speech.any():
-        return []
-    fps = len(speech) / max(piece.duration, 1e-9)
-    covered = np.zeros(len(speech), dtype=bool)
-    for s in segments:
-        a = max(0, int((s.start - piece.start - COVER_MARGIN_S) * fps))
-        covered[a : int((s.end - piece.start + COVER_MARGIN_S) * fps) + 1] = True
-    loose = speech & ~covered
-    return [
-        Piece(piece.start + a / fps, piece.start + b / fps)
-        for a, b in _runs(loose, join=int(COVER_MARGIN_S * fps))
-        if loose[a:b].sum() / fps >= least
-    ]
-
-
-def _runs(mask: np.ndarray, join: int) -> list[tuple[int, int]]:
-    """Runs of True, merging runs fewer than `join` frames apart."""
-    runs: list[list[int]] = []
-    for a, b in true_runs(mask):
-        if runs and a - runs[-1][1] < join:
-            runs[-1][1] = b
-        else:
-            runs.append([a, b])
-    return [(a, b) for a, b in runs]
-
-
-_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
-
-
-def _words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
-
-
-def repeated_phrase(text: str) -> str | None:
-    """The longest phrase said again close by: three or more words straight again, or four or
-    more words again before twice their length of other words has passed.
-
-    Speakers do repeat themselves, but rarely a whole phrase word for word within a breath; a
-    decoder stuck in a loop copies what it has just said ("the most obvious? the most obvious?",
-    "the conquest of Ireland. In 1173 occurred the conquest of Ireland."). A short phrase again
-    after a stretch of other words is ordinary language ("in the middle of the 15th century ...
-    even in the middle of a sentence"), and so are shorter repeats ("I think I think", "ask not
-    what ..., ask what").
-    """
-    words = _words(text)
-    best: list[str] = []
-    for i in range(len(words)):
-        for j in range(i + 3, len(words)):
-            n = 0
-            while j + n < len(words) and i + n < j and words[i + n] == words[j + n]:
-                n += 1
-            gap = j - (i + n)
-            if n > len(best) and n >= 3 and (gap == 0 or (n >= 4 and gap < 2 * n)):
-                best = words[i : i + n]
-    return " ".join(best) or None
-
-
-def _unlooped_words(text: str, phrase: str) -> int:
-    """How many words the text holds without its loops: every stretch said again straight after
-    itself said once ("oh, oh, oh, oh" is one "oh"), and the phrase's later sayings dropped
-    with all between them (a loop comes back through what it said before)."""
-    words = _words(text)
-    for n in range(1, len(words) // 2 + 1):
-        i = 0
-        while i + 2 * n <= len(words):
-            if words[i : i + n] == words[i + n : i + 2 * n]:
-                del words[i + n : i + 2 * n]
-            else:
-                i += 1
-    gram = phrase.split()
-    at = [i for i in range(len(words) - len(gram) + 1) if words[i : i + len(gram)] == gram]
-    return len(words) - (at[-1] - at[0] if at else 0)
