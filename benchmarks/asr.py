@@ -151,7 +151,8 @@ def main() -> None:
     print(f"{'subset':<15}{'clips':>6}{'fw WER':>8}{'harken':>8}{'fw rep':>8}{'rep':>5}{'fw empty':>10}{'empty':>7}"
           f"{'fw time':>9}{'time':>8}  model")
     fw_models = {"whisper-tiny.en": plain}
-    for subset in load_subsets(data):
+    subsets = load_subsets(data)
+    for subset in subsets:
         if args.sets and subset.name not in args.sets:
             continue
         if subset.model not in fw_models:
@@ -208,7 +209,7 @@ def main() -> None:
             print(f"{seed:<8}{wer([ref], [fw]):8.3f}{t_fw:8.2f}s{wer([ref], [h]):12.3f}{t_h:12.2f}s{t_fw / t_h:9.2f}x")
     # 6. Every English clip of the tiny.en subsets (read, 8 kHz, digits, keywords, digit strings)
     #    joined with short pauses: short words, telephone band and read speech in one recording.
-    mixed = [c for s in load_subsets(data) if s.model == "whisper-tiny.en" and s.name != "long-read" for c in s.clips]
+    mixed = [c for s in subsets if s.model == "whisper-tiny.en" and s.name != "long-read" for c in s.clips]
     if mixed:
         pause = np.zeros(int(0.3 * SAMPLE_RATE), dtype=np.float32)
         print(f"\n## The English subsets' {len(mixed)} clips joined in two orders (0.3 s pauses), sequential vs harken")

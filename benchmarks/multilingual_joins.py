@@ -11,7 +11,6 @@ alongside benchmarks/asr.py, never alone.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,8 +21,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from harken import Service, Settings  # noqa: E402
-from harken.audio import SAMPLE_RATE, Audio, load_audio  # noqa: E402
+from harken.audio import SAMPLE_RATE, Audio  # noqa: E402
 from tests.wer import wer  # noqa: E402
+from benchmarks.devsets import load_subsets  # noqa: E402
 
 
 def main() -> None:
@@ -32,25 +32,25 @@ def main() -> None:
     args = parser.parse_args()
     from faster_whisper import WhisperModel
 
-    rows = [json.loads(line) for line in (args.data / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    clips = [c for s in load_subsets(args.data) if s.name == "multilingual" for c in s.clips]
     service = Service(Settings.load(result_cache={"memory_items": 0}))
     path = service.registry.resolve("whisper-base").source.resolve(service.settings.cache_dir)
     fw = WhisperModel(str(path), device="cpu", compute_type="int8")
     print("# FLEURS clips of one language joined; whisper-base int8, beam 5, language detected")
     print(f"{'language':<10}{'secs':>6}{'fw WER':>8}{'harken':>8}{'fw time':>9}{'time':>8}  detected")
-    for language in sorted({r["language"] for r in rows if r["path"].startswith("asr_multi/") and r["task"] == "asr"}):
-        clips = [r for r in rows if r["path"].startswith("asr_multi/") and r["task"] == "asr" and r["language"] == language]
-        audio = np.concatenate([load_audio(args.data / r["path"]).samples for r in clips])
-        reference = " ".join(r["reference"] for r in clips)
+    for language in sorted({c.language for c in clips}):
+        mine = [c for c in clips if c.language == language]
+        audio = np.concatenate([c.samples for c in mine])
+        reference = " ".join(c.reference for c in mine)
         start = time.perf_counter()
         plain = " ".join(s.text for s in fw.transcribe(audio, beam_size=5)[0])
         t_fw = time.perf_counter() - start
         start = time.perf_counter()
-        mine = service.transcribe(Audio(audio, language, SAMPLE_RATE, 1, "raw"), model="whisper-base", beam_size=5,
-                                  use_cache=False)
+        heard = service.transcribe(Audio(audio, language, SAMPLE_RATE, 1, "raw"), model="whisper-base", beam_size=5,
+                                   use_cache=False)
         t_h = time.perf_counter() - start
         print(f"{language:<10}{len(audio) / SAMPLE_RATE:6.0f}{wer([reference], [plain], 'basic'):8.3f}"
-              f"{wer([reference], [mine.text], 'basic'):8.3f}{t_fw:8.1f}s{t_h:7.1f}s  {mine.language}")
+              f"{wer([reference], [heard.text], 'basic'):8.3f}{t_fw:8.1f}s{t_h:7.1f}s  {heard.language}")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ class SegmentedDecoder:
         # A window may join pieces across a change of source where its text can be checked for
         # speech Whisper passed over there: on the window decoder's path, and with a transcript
         # (a translation's words do not line up with the speech they translate).
-        checked = options.task == "transcribe" and not options.word_timestamps and not options.vad_filter
+        checked = options.task == "transcribe" and _window_decoder_takes(options)
         plans = [pack(p, WINDOW_FILL_S, [] if checked else c.source_cuts, c.pause) for p, c in zip(pieces, cutters)]
         # A short clip lets faster-whisper detect its language as it always does; a long one is
         # detected once, on its first 30 s, so every piece is decoded in the same language.
@@ -204,9 +204,7 @@ class _Run:
     def windowed(self, clip: int) -> bool:
         """Whether a clip's windows take the batched window decoder: a long clip, in a known
         language, without word timestamps or faster-whisper's own VAD (those take its path)."""
-        opts = self.options
-        return (_long(self.cutters[clip]) and self.languages[clip][0] is not None
-                and not opts.word_timestamps and not opts.vad_filter)
+        return _long(self.cutters[clip]) and self.languages[clip][0] is not None and _window_decoder_takes(self.options)
 
     def _windows(self, clip: int, pieces: list[Piece]) -> list[tuple[Decoded, Callable[[tuple[float, ...]], Decoded]]]:
         """Each window's decoding, and how to decode it again at other temperatures."""
@@ -254,6 +252,12 @@ class _Run:
         if self.languages[clip][1] is None:
             self.detected[clip] = (info.language, float(info.language_probability))
         return Decoded(clip, piece, out)
+
+
+def _window_decoder_takes(options: TranscribeOptions) -> bool:
+    """Whether these options let a long clip's windows take the batched window decoder: word
+    timestamps and faster-whisper's own VAD take faster-whisper's path, window by window."""
+    return not options.word_timestamps and not options.vad_filter
 
 
 def _long(cutter: Cutter) -> bool:

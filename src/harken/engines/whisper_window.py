@@ -90,8 +90,8 @@ def decode_windows(model, windows: Sequence[Window], *, language: str, task: str
 
         return decode
 
-    def aligned(n: int, enc) -> Callable[[Sequence[int]], list[tuple[float, float]]]:
-        def align(tokens: Sequence[int]) -> list[tuple[float, float]]:
+    def aligned(n: int, enc) -> Callable[[Sequence[int]], list[tuple[float, float]] | None]:
+        def align(tokens: Sequence[int]) -> list[tuple[float, float]] | None:
             text = [t for t in tokens if t < tokenizer.eot]  # timestamps out, as faster-whisper does
             # The decoder has positions for max_length tokens, the prompt and end included: a
             # window's text (with resumes) can hold more only by looping, and is not timed.

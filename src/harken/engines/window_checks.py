@@ -203,7 +203,7 @@ def slow(cutter: Cutter, pieces: list[Decoded], k: int) -> bool:
     near = [x for x in pieces[max(0, k - RATE_NEIGHBOURS) : k + RATE_NEIGHBOURS + 1] if x.text and x.piece.duration >= 2.0]
     if len(near) < 3:
         return False
-    for seconds in (lambda x: x.piece.duration, lambda x: max(float(cutter.speech(x.piece).mean()) * x.piece.duration, 1e-3)):
+    for seconds in (lambda x: x.piece.duration, lambda x: max(_speech_seconds(cutter, x.piece), 1e-3)):
         if d.word_count / seconds(d) >= LOW_RATE_RATIO * float(np.median([x.word_count / seconds(x) for x in near])):
             return False
     return True
