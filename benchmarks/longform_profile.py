@@ -52,8 +52,8 @@ def timed(owner, name: str, label: str) -> None:
 def counted_batches() -> None:
     original = longform._Decoding._next
 
-    def wrapper(self, queue, idle):
-        jobs = original(self, queue, idle)
+    def wrapper(self, queue, workers):
+        jobs = original(self, queue, workers)
         kind = "first decodings" if jobs[0].first else "repair parts"
         with LOCK:
             CALLS[f"jobs of {kind}"] += 1
