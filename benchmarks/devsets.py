@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from harken.audio import SAMPLE_RATE, load_audio
+from harken.diarization import parse_rttm
 from tests.wer import wer
 
 
@@ -54,8 +55,7 @@ def load_meetings(data: Path) -> list[Meeting]:
         if row["task"] != "diar":
             continue
         audio = load_audio(data / "more" / row["path"]).samples
-        turns = [line.split() for line in row["reference"].splitlines() if line.strip()]
-        speech = tuple((float(t[3]), float(t[3]) + float(t[4])) for t in turns)
+        speech = tuple((t.start, t.end) for turns in parse_rttm(row["reference"]).values() for t in turns)
         meetings.append(Meeting(Path(row["path"]).stem, audio, speech))
     if meetings:
         offsets = np.cumsum([0.0] + [len(m.samples) / SAMPLE_RATE for m in meetings])

@@ -300,15 +300,27 @@ def repeated_phrase(text: str) -> str | None:
 def unlooped_words(text: str, phrase: str) -> int:
     """How many words the text holds without its loops: every stretch said again straight after
     itself said once ("oh, oh, oh, oh" is one "oh"), and the phrase's later sayings dropped
-    with all between them (a loop comes back through what it said before)."""
-    words = _words(text)
+    with all between them (a loop comes back through what it said before).
+
+    Counted as Decoded.word_count counts, in words between spaces ("fifty-five" is one), though
+    loops are found on the words repeated_phrase compares ("fifty", "five")."""
+    tokens = text.split()
+    words, owner = [], []  # each compared word, and which of the text's words it is part of
+    for k, token in enumerate(tokens):
+        for w in _words(token):
+            words.append(w)
+            owner.append(k)
     for n in range(1, len(words) // 2 + 1):
         i = 0
         while i + 2 * n <= len(words):
             if words[i : i + n] == words[i + n : i + 2 * n]:
-                del words[i + n : i + 2 * n]
+                del words[i + n : i + 2 * n], owner[i + n : i + 2 * n]
             else:
                 i += 1
     gram = phrase.split()
     at = [i for i in range(len(words) - len(gram) + 1) if words[i : i + len(gram)] == gram]
-    return len(words) - (at[-1] - at[0] if at else 0)
+    if at:
+        del owner[at[0] : at[-1]]
+    # A text's words with nothing to compare ("--") are never part of a loop.
+    bare = sum(1 for token in tokens if not _words(token))
+    return len(set(owner)) + bare
