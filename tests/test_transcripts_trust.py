@@ -16,11 +16,12 @@ import pytest
 
 from harken.audio import SAMPLE_RATE, Audio, load_audio
 from harken.audio.segment import Piece
+from harken.diarization import parse_rttm
 from harken.engines.base import TranscribeOptions
 from harken.engines.whisper_longform import SHORT_MARGIN_S, _Run
 from harken.engines.window_checks import Decoded, better, repeated_phrase
-from harken.results import Segment
 from harken.formats import format_transcript
+from harken.results import Segment
 from tests.test_cli import run
 from tests.wer import wer
 
@@ -47,6 +48,28 @@ def test_short_clip_is_faster_whisper_exactly(service, plain_fw, data_dir, name)
     assert t.text == " ".join(s.text.strip() for s in expected)
     for mine, theirs in zip(t.segments, expected, strict=True):
         assert (mine.start, mine.end) == pytest.approx((theirs.start, min(theirs.end, audio.duration)), abs=0.002)
+
+
+@pytest.mark.parametrize("name", ["fleurs-de-001.ogg", "fleurs-en-003.ogg"])
+def test_a_short_clip_of_unknown_language_is_encoded_once(service, data_dir, monkeypatch, name):
+    """faster-whisper encodes a clip's first window to detect its language, then again to decode
+    it. harken detects on the window it decodes and encodes it once: the same text, language
+    and (within Whisper's own wobble) probability as faster-whisper, one encoder pass fewer."""
+    from faster_whisper import WhisperModel
+
+    path = service.registry.resolve("whisper-base").source.resolve(service.settings.cache_dir)
+    plain = WhisperModel(str(path), device="cpu", compute_type="int8")
+    audio = load_audio(data_dir / name)
+    passes = []
+    encode = WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode", lambda self, features: passes.append(self) or encode(self, features))
+    segments, info = plain.transcribe(audio.samples, beam_size=5)
+    expected = " ".join(s.text.strip() for s in segments)
+    theirs, passes[:] = len(passes), []
+    t = service.transcribe(audio, model="whisper-base", use_cache=False)
+    assert (t.text, t.language) == (expected, info.language)
+    assert t.language_probability == pytest.approx(info.language_probability, abs=0.02)
+    assert len(passes) == theirs - 1
 
 
 def test_a_lone_word_is_heard_in_a_margin_of_silence(service, plain_fw, data_dir):
@@ -211,8 +234,7 @@ def test_a_sentence_said_twice_in_a_long_clip_is_written_twice(service, data_dir
 
 
 def _speech_turns(rttm, offset: float = 0.0) -> list[tuple[float, float]]:
-    turns = [line.split() for line in rttm.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(offset + float(t[3]), offset + float(t[3]) + float(t[4])) for t in turns]
+    return [(offset + t.start, offset + t.end) for turns in parse_rttm(rttm.read_text(encoding="utf-8")).values() for t in turns]
 
 
 @pytest.mark.parametrize("names", [("trn01", "trn02"), ("trn02",)])

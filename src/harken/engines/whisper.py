@@ -42,7 +42,7 @@ class WhisperEngine:
         workers: int = 0,
         cpu_threads: int = 0,
     ):
-        from faster_whisper import WhisperModel
+        from harken.engines.whisper_model import Model
 
         device = resolve_device(device)
         if compute_type == "default":
@@ -51,7 +51,7 @@ class WhisperEngine:
         self.workers, self.cpu_threads = workers, cpu_threads
         self.parallel_calls = workers  # each CTranslate2 worker can serve a call of its own
         try:
-            self.model = WhisperModel(
+            self.model = Model(
                 str(model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers
             )
         except (RuntimeError, ValueError, OSError) as exc:

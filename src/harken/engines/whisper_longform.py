@@ -237,20 +237,20 @@ class _Run:
             samples = piece.slice(cutter.samples)
             if lead:
                 samples = np.concatenate([_silence(lead), samples, _silence(lead)])
-        segments, info = self.model.transcribe(
-            samples,
-            language=self.languages[clip][0],
-            task=opts.task,
-            beam_size=opts.beam_size,
-            temperature=list(temperatures),
-            initial_prompt=opts.initial_prompt,
-            word_timestamps=opts.word_timestamps,
-            vad_filter=opts.vad_filter,
-            max_new_tokens=opts.max_new_tokens,
+        language = self.languages[clip][0]
+        kwargs = dict(
+            task=opts.task, beam_size=opts.beam_size, temperature=list(temperatures), initial_prompt=opts.initial_prompt,
+            word_timestamps=opts.word_timestamps, vad_filter=opts.vad_filter, max_new_tokens=opts.max_new_tokens,
         )
+        if language is None and self.model.model.is_multilingual and not opts.vad_filter:
+            # faster-whisper would encode the clip twice, to detect its language and to decode it
+            segments, found, probability = self.model.detect_and_transcribe(samples, **kwargs)
+            self.detected[clip] = (found, probability)
+        else:
+            segments, info = self.model.transcribe(samples, language=language, **kwargs)
+            if self.languages[clip][1] is None:
+                self.detected[clip] = (info.language, float(info.language_probability))
         out = tuple(fw_segment(s, 0, piece.start - lead, piece.end, piece.start) for s in segments if s.text.strip())
-        if self.languages[clip][1] is None:
-            self.detected[clip] = (info.language, float(info.language_probability))
         return Decoded(clip, piece, out)
 
 
