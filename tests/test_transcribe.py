@@ -7,7 +7,7 @@ import pytest
 
 from harken import Service, Settings
 from harken.audio import SAMPLE_RATE, Audio, load_audio
-from harken.errors import CapabilityError, InvalidOptionError
+from harken.errors import CapabilityError, EmptyAudioError, InvalidOptionError
 from tests.wer import wer
 
 ENGLISH = ["61-70968-0000.flac", "2412-153948-0000.flac", "LJ001-0001.flac", "LJ001-0003.flac", "jfk.flac"]
@@ -115,6 +115,13 @@ def test_options_are_checked_before_any_work(service, data_dir):
         service.transcribe(data_dir / "jfk.flac", colour="red")
     with pytest.raises(InvalidOptionError, match="long_form"):
         service.transcribe(data_dir / "jfk.flac", long_form="sometimes")
+
+
+@pytest.mark.parametrize("model", ["whisper-tiny.en", "whisper-base"])
+def test_audio_built_by_hand_without_samples_is_refused(service, model):
+    empty = Audio(np.zeros(0, np.float32), "0" * 64, SAMPLE_RATE, 1, "raw", "silence")
+    with pytest.raises(EmptyAudioError, match="silence: the audio contains no samples"):
+        service.transcribe(empty, model=model, use_cache=False)
 
 
 def test_english_only_model_refuses_translation_and_other_languages(service, data_dir):
