@@ -7,8 +7,9 @@ detects the language on exactly the window the decoding encodes and hands that e
 over: the clip is then decoded exactly as `transcribe` decodes it in that language.
 
 Detection sees the window the decoding sees; faster-whisper's own detection sees one more mel
-frame (its feature extractor's padding, the last 10 ms). Whisper's language probabilities move
-in the third decimal for it; the language is the same unless two languages are all but tied.
+frame (its feature extractor's padding, the last 10 ms). Whisper's language probability moves
+by up to 0.01 for it (20 FLEURS clips, four languages: the same language and text on every
+one); the language can differ only where two languages are all but tied.
 """
 
 from __future__ import annotations
