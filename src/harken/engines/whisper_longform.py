@@ -3,10 +3,10 @@
 A clip of up to 30 s (one window of mel frames) is one piece, decoded exactly as faster-whisper
 decodes it: the full 30 s encoder window, timestamps, and its temperature fallback on repetitive
 or unlikely text. The one exception is a clip of a word or two (under 2 s): it is heard with
-0.4 s of silence on either side, the quiet faster-whisper's own VAD keeps around speech.
-Trimmed tight to a lone word, Whisper mostly hears nothing or a stock phrase ("Thank you.");
-with the margins it hears the word (FSDD digits, 45 clips: faster-whisper 0.556 WER, 5 empty;
-with margins 0.40-0.47, 2-3 empty). Pieces run in parallel on single-threaded CTranslate2 workers.
+0.4 s of quiet on either side, the quiet faster-whisper's own VAD keeps around speech (silence
+is added where the clip has less). Trimmed tight to a lone word, Whisper mostly hears nothing
+or a stock phrase ("Thank you."); with the margins it hears the word (FSDD digits, 45 clips:
+faster-whisper 0.556 WER, 5 empty; with margins 0.40-0.47, 2-3 empty). Pieces run in parallel on single-threaded CTranslate2 workers.
 
 Longer audio is cut at its pauses (audio/segment.py), and consecutive pieces are joined into
 windows of up to 28 s, as Whisper was trained: several utterances to a window, with timestamps
@@ -84,9 +84,9 @@ PIECE_MAX_S = 20.0  # the cutter's pieces end at every pause, and at 20 s at the
 WINDOW_FILL_S = 28.0
 # faster-whisper's fallback ladder; the repeat check starts where its first rung (greedy) ends.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# A clip this short is a word or two, trimmed tight: it is heard with SHORT_MARGIN_S of silence
+# A clip this short is a word or two, often trimmed tight: it is heard with SHORT_MARGIN_S of quiet
 # on either side (faster-whisper's VAD keeps that much, speech_pad_ms, around the speech it passes
-# on). Only both sides together help: on the FSDD digits one side alone is worse than none, and
+# on), silence added where the clip has less (_margins). Only both sides together help: on the FSDD digits one side alone is worse than none, and
 # on whole sentences any margin only moves words at random (measured in both directions).
 SHORT_CLIP_S = 2.0
 SHORT_MARGIN_S = 0.4
@@ -232,11 +232,11 @@ class _Run:
         cutter = self.cutters[clip]
         if _long(cutter):  # a long clip is heard levelled; its windows start and end at pauses
             samples, lead = cutter.levelled(piece), 0.0
-        else:  # a short one as faster-whisper hears it; a word or two in a margin of silence
-            lead = SHORT_MARGIN_S if cutter.duration < SHORT_CLIP_S else 0.0
+        else:  # a short one as faster-whisper hears it; a word or two in a margin of quiet
+            lead, tail = _margins(cutter) if cutter.duration < SHORT_CLIP_S else (0.0, 0.0)
             samples = piece.slice(cutter.samples)
-            if lead:
-                samples = np.concatenate([_silence(lead), samples, _silence(lead)])
+            if lead or tail:
+                samples = np.concatenate([_silence(lead), samples, _silence(tail)])
         language = self.languages[clip][0]
         kwargs = dict(
             task=opts.task, beam_size=opts.beam_size, temperature=list(temperatures), initial_prompt=opts.initial_prompt,
@@ -275,6 +275,22 @@ def _speech_left(cutter: Cutter, piece: Piece):
         return gaps[0].start - piece.start if gaps else None
 
     return at
+
+
+def _margins(cutter: Cutter) -> tuple[float, float]:
+    """The silence (s) a short clip is heard with before and after it: what it lacks of
+    SHORT_MARGIN_S of quiet around the speech the VAD hears. A digit trimmed tight gets most of
+    it; a keyword recorded in a second of room tone, little or none. Silence beyond that only
+    costs Whisper confidence: with the full margins added, 4 of the 8 one-second Speech
+    Commands keywords failed faster-whisper's confidence gate at every temperature (six
+    decodings each, the words no better); with these, 1. A clip the VAD hears no speech in
+    gets all of it."""
+    speech = cutter.speech(Piece(0.0, cutter.duration))
+    heard = np.flatnonzero(speech)
+    if not len(heard):
+        return SHORT_MARGIN_S, SHORT_MARGIN_S
+    frame = cutter.duration / len(speech)
+    return max(0.0, SHORT_MARGIN_S - heard[0] * frame), max(0.0, SHORT_MARGIN_S - (len(speech) - 1 - heard[-1]) * frame)
 
 
 def _silence(seconds: float) -> np.ndarray:
