@@ -6,7 +6,8 @@ or unlikely text. The one exception is a clip of a word or two (under 2 s): it i
 0.4 s of quiet on either side, the quiet faster-whisper's own VAD keeps around speech (silence
 is added where the clip has less). Trimmed tight to a lone word, Whisper mostly hears nothing
 or a stock phrase ("Thank you."); with the margins it hears the word (FSDD digits, 45 clips:
-faster-whisper 0.556 WER, 5 empty; with margins 0.40-0.47, 2-3 empty). Pieces run in parallel on single-threaded CTranslate2 workers.
+faster-whisper 0.556 WER, 5 empty; with margins 0.40-0.47, 2-3 empty). Pieces run in parallel
+on single-threaded CTranslate2 workers.
 
 Longer audio is cut at its pauses (audio/segment.py), and consecutive pieces are joined into
 windows of up to 28 s, as Whisper was trained: several utterances to a window, with timestamps
@@ -84,10 +85,11 @@ PIECE_MAX_S = 20.0  # the cutter's pieces end at every pause, and at 20 s at the
 WINDOW_FILL_S = 28.0
 # faster-whisper's fallback ladder; the repeat check starts where its first rung (greedy) ends.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# A clip this short is a word or two, often trimmed tight: it is heard with SHORT_MARGIN_S of quiet
-# on either side (faster-whisper's VAD keeps that much, speech_pad_ms, around the speech it passes
-# on), silence added where the clip has less (_margins). Only both sides together help: on the FSDD digits one side alone is worse than none, and
-# on whole sentences any margin only moves words at random (measured in both directions).
+# A clip this short is a word or two, often trimmed tight: it is heard with SHORT_MARGIN_S of
+# quiet on either side (faster-whisper's VAD keeps that much, speech_pad_ms, around the speech it
+# passes on), silence added where the clip has less (_margins). Only both sides together help: on
+# the FSDD digits one side alone is worse than none, and on whole sentences any margin only moves
+# words at random (measured in both directions).
 SHORT_CLIP_S = 2.0
 SHORT_MARGIN_S = 0.4
 # Windows of one clip decoded in one call (engines/whisper_window.py): more to a call reads the

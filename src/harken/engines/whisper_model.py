@@ -2,9 +2,10 @@
 
 Given no language, faster-whisper's `transcribe` runs one encoder pass to detect it, then
 encodes the same first window again to decode it. On whisper-base (2-core CPU) the encoder is
-most of a short clip's time, so the clip costs nearly twice what it needs. `detect_and_transcribe`
-detects the language on exactly the window the decoding encodes and hands that encoder output
-over: the clip is then decoded exactly as `transcribe` decodes it in that language.
+most of a short clip's time, so the clip costs nearly twice what it needs.
+`detect_and_transcribe` detects the language on exactly the window the decoding encodes and
+hands that encoder output over: the clip is then decoded exactly as `transcribe` decodes it in
+that language.
 
 Detection sees the window the decoding sees; faster-whisper's own detection sees one more mel
 frame (its feature extractor's padding, the last 10 ms). Whisper's language probability moves
