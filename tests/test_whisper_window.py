@@ -132,3 +132,20 @@ def test_speech_a_window_passed_over_lies_inside_one_word(fw, data_dir, referenc
     # A text longer than the decoder has positions for (a window looping through resumes) is not timed.
     looped = tokenizer.encode(" " + " ".join(said * 6))
     assert len(looped) > fw.max_length and text.align(looped) == []
+
+
+def test_a_resumed_decoding_never_goes_back_over_the_window(fw, data_dir):
+    """Whisper's timestamps only go forward within what it generates, not from the forced
+    timestamp a resume starts at. Ending this window (the end of 2412-153948, jfk, 61-70968 and
+    the start of LJ001-0001, as a dev join packs them) just short of its end, tiny.en resumed at
+    23.0 s and, sampled, went back to 11.0 s and wrote the window's text again (3 of 20 samples
+    here, 10 of 20 on the dev join): a segment "23.0 -> 11.0", then the rest over again."""
+    audio = joined(data_dir, "2412-153948-0000.flac", "jfk.flac", "61-70968-0000.flac", "LJ001-0001.flac")
+    cutter = Cutter(audio)
+    pieces = cutter.pieces(max_len=20.0)
+    window = Piece(pieces[1].start, pieces[3].end)
+    [text] = decoded(fw, [Window(cutter.levelled(window), _speech_left(cutter, window))])
+    for found in [text.segments] + [text.again(FALLBACK_TEMPERATURES[1:]) for _ in range(20)]:
+        assert all(s.start <= s.end for s in found), [(s.start, s.end, s.text) for s in found]
+        assert all(s.start >= s.seek / 100 - 0.02 for s in found), [(s.seek, s.start, s.text) for s in found]
+        assert all(a.start <= b.start for a, b in zip(found, found[1:])), [(s.start, s.text) for s in found]

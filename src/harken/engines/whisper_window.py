@@ -39,6 +39,7 @@ log = logging.getLogger("harken.engines")
 # faster-whisper's own loop has none, but it moves on by a new encoder window each time.
 MAX_RESUMES = 3
 MIN_PROGRESS_S = 1.0  # a resume that would not move on by this much would decode the same again
+_TIMESTAMP_S = 0.02  # Whisper's timestamp step
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,17 @@ def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: 
         split, next_seek, finished = model._split_segments_by_timestamps(
             tokenizer=tokenizer, tokens=tokens, time_offset=0.0, segment_size=frames, segment_duration=duration, seek=0,
         )
-        said = []
+        said, went_back = [], False
         for s in split:
             text = tokenizer.decode(s["tokens"])
             if s["start"] == s["end"] or not text.strip():
                 continue
+            # Whisper's rule that timestamps only go forward binds the tokens it generates, not the
+            # forced one a resume starts from: a resume can go back to the window's start and write
+            # its text again ("23.0 -> 11.0 And so, my fellow Americans ..."). Nothing from there on is new.
+            if seek and (s["start"] < seek * model.feature_extractor.time_per_frame - _TIMESTAMP_S or s["end"] < s["start"]):
+                went_back = True
+                break
             said.extend(s["tokens"])
             segments.append(Segment(
                 id=len(segments) + 1, seek=seek, start=s["start"], end=s["end"], text=text, tokens=s["tokens"],
@@ -185,6 +192,8 @@ def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: 
                 no_speech_prob=result.no_speech_prob, words=None,
             ))
         prompt.said(said, temperature)
+        if went_back:
+            break
         if finished or next_seek >= frames:  # Whisper says the window is done: unless the VAD hears more
             left = w.speech_left(max([s.end for s in segments], default=0.0))
             next_seek = frames if left is None else round(left * model.frames_per_second)
