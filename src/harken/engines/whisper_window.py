@@ -180,9 +180,11 @@ def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: 
             if s["start"] == s["end"] or not text.strip():
                 continue
             # Whisper's rule that timestamps only go forward binds the tokens it generates, not the
-            # forced one a resume starts from: a resume can go back to the window's start and write
-            # its text again ("23.0 -> 11.0 And so, my fellow Americans ..."). Nothing from there on is new.
-            if seek and (s["start"] < seek * model.feature_extractor.time_per_frame - _TIMESTAMP_S or s["end"] < s["start"]):
+            # forced one a resume starts from: a resume can go back to the window's start and
+            # write its text again ("23.0 -> 11.0 And so, my fellow Americans ..."). Nothing from
+            # there on is new.
+            resumed_at = seek * model.feature_extractor.time_per_frame
+            if seek and (s["start"] < resumed_at - _TIMESTAMP_S or s["end"] < s["start"]):
                 went_back = True
                 break
             said.extend(s["tokens"])
