@@ -19,7 +19,7 @@ from harken.audio.segment import Piece
 from harken.diarization import parse_rttm
 from harken.engines.base import TranscribeOptions
 from harken.engines.whisper_longform import SHORT_MARGIN_S, _Run
-from harken.engines.window_checks import Decoded, better, repeated_phrase
+from harken.engines.window_checks import Decoded, better, heard, repeated_phrase
 from harken.formats import format_transcript
 from harken.results import Segment
 from tests.test_cli import run
@@ -94,6 +94,21 @@ def test_a_word_with_quiet_around_it_gets_only_the_margin_it_lacks(service, data
     t = service.transcribe(data_dir / "bed_0b77ee66_nohash_0.wav", use_cache=False)
     assert wer(["bed"], [t.text]) == 0
     assert [s.temperature for s in t.segments] == [0.0]
+
+
+def test_a_doubted_segment_without_a_word_is_dropped_even_over_speech(data_dir):
+    """A sampled resume over the last syllable of a window wrote "..." (dev join 2, at 1.0):
+    over speech, so the VAD kept it, though it says nothing. Doubted and wordless, it goes; a
+    doubted segment with words over speech stays, and so does a wordless one Whisper is sure of."""
+    from harken.audio.segment import Cutter
+
+    cutter = Cutter(load_audio(data_dir / "jfk.flac").samples)
+    segments = (Segment(0, 0.0, 2.0, "And so, my fellow Americans,", temperature=0.4),
+                Segment(1, 6.0, 7.0, "...", temperature=1.0),
+                Segment(2, 9.0, 10.0, "...", avg_logprob=-0.3))
+    assert cutter.speech(Piece(6.0, 7.0)).mean() > 0.9  # speech under the sampled "..."
+    kept = heard(cutter, Decoded(0, Piece(0.0, cutter.duration), segments), ladder=True)
+    assert [s.id for s in kept.segments] == [0, 2]
 
 
 def test_segments_have_real_timestamps(service, data_dir):

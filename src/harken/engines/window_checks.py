@@ -101,9 +101,13 @@ def heard(cutter: Cutter, decoded: Decoded, ladder: bool) -> Decoded:
     Whisper itself rates no speech more likely than not. A segment of real speech the VAD
     misses but Whisper is sure of stays. (Whisper's figures are the decoding's, shared by all
     segments of one window: a window that is sure as a whole keeps every segment, one that is
-    not loses only those the VAD hears nothing in.)
+    not loses only those the VAD hears nothing in.) A doubted segment without a word goes too,
+    whatever the VAD hears: "..." sampled at 1.0 over the last syllable of a window says nothing.
     """
-    kept = tuple(s for s in decoded.segments if not (_doubted(s, ladder) and not _speech_near(cutter, s)))
+    kept = tuple(
+        s for s in decoded.segments
+        if not (_doubted(s, ladder) and (not _WORD.search(s.text) or not _speech_near(cutter, s)))
+    )
     return decoded if len(kept) == len(decoded.segments) else replace(decoded, segments=kept)
 
 
