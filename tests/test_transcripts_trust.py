@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from harken.audio import SAMPLE_RATE, Audio, load_audio
-from harken.audio.segment import Piece
+from harken.audio.segment import Cutter, Piece
 from harken.diarization import parse_rttm
 from harken.engines.base import TranscribeOptions
 from harken.engines.whisper_longform import SHORT_MARGIN_S, _Run
@@ -100,8 +100,6 @@ def test_a_doubted_segment_without_a_word_is_dropped_even_over_speech(data_dir):
     """A sampled resume over the last syllable of a window wrote "..." (dev join 2, at 1.0):
     over speech, so the VAD kept it, though it says nothing. Doubted and wordless, it goes; a
     doubted segment with words over speech stays, and so does a wordless one Whisper is sure of."""
-    from harken.audio.segment import Cutter
-
     cutter = Cutter(load_audio(data_dir / "jfk.flac").samples)
     segments = (Segment(0, 0.0, 2.0, "And so, my fellow Americans,", temperature=0.4),
                 Segment(1, 6.0, 7.0, "...", temperature=1.0),

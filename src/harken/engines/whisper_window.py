@@ -175,6 +175,7 @@ def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: 
             tokenizer=tokenizer, tokens=tokens, time_offset=0.0, segment_size=frames, segment_duration=duration, seek=0,
         )
         said, went_back = [], False
+        resumed_at = seek * model.feature_extractor.time_per_frame
         for s in split:
             text = tokenizer.decode(s["tokens"])
             if s["start"] == s["end"] or not text.strip():
@@ -183,7 +184,6 @@ def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: 
             # forced one a resume starts from: a resume can go back to the window's start and
             # write its text again ("23.0 -> 11.0 And so, my fellow Americans ..."). Nothing from
             # there on is new.
-            resumed_at = seek * model.feature_extractor.time_per_frame
             if seek and (s["start"] < resumed_at - _TIMESTAMP_S or s["end"] < s["start"]):
                 went_back = True
                 break

@@ -308,12 +308,13 @@ def unlooped_words(text: str, phrase: str) -> int:
 
     Counted as Decoded.word_count counts, in words between spaces ("fifty-five" is one), though
     loops are found on the words repeated_phrase compares ("fifty", "five")."""
-    tokens = text.split()
     words, owner = [], []  # each compared word, and which of the text's words it is part of
-    for k, token in enumerate(tokens):
-        for w in _words(token):
-            words.append(w)
-            owner.append(k)
+    bare = 0  # the text's words with nothing to compare ("--"): never part of a loop
+    for k, token in enumerate(text.split()):
+        found = _words(token)
+        bare += not found
+        words.extend(found)
+        owner.extend([k] * len(found))
     for n in range(1, len(words) // 2 + 1):
         i = 0
         while i + 2 * n <= len(words):
@@ -325,6 +326,4 @@ def unlooped_words(text: str, phrase: str) -> int:
     at = [i for i in range(len(words) - len(gram) + 1) if words[i : i + len(gram)] == gram]
     if at:
         del owner[at[0] : at[-1]]
-    # A text's words with nothing to compare ("--") are never part of a loop.
-    bare = sum(1 for token in tokens if not _words(token))
     return len(set(owner)) + bare
