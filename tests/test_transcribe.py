@@ -117,11 +117,11 @@ def test_options_are_checked_before_any_work(service, data_dir):
         service.transcribe(data_dir / "jfk.flac", long_form="sometimes")
 
 
-@pytest.mark.parametrize("model", ["whisper-tiny.en", "whisper-base"])
-def test_audio_built_by_hand_without_samples_is_refused(service, model):
-    empty = Audio(np.zeros(0, np.float32), "0" * 64, SAMPLE_RATE, 1, "raw", "silence")
+def test_audio_built_by_hand_without_samples_is_refused():
+    # Decoding refuses an empty file; an Audio built by hand is refused as it is built, so no task
+    # (transcribe, ask, caption, analyze, diarize) meets one.
     with pytest.raises(EmptyAudioError, match="silence: the audio contains no samples"):
-        service.transcribe(empty, model=model, use_cache=False)
+        Audio(np.zeros(0, np.float32), "0" * 64, SAMPLE_RATE, 1, "raw", "silence")
 
 
 def test_english_only_model_refuses_translation_and_other_languages(service, data_dir):

@@ -29,7 +29,7 @@ from harken.engines.base import Capability, EngineTranscript, OnProgress, Transc
 from harken.engines.chat import AudioPart, ChatMessage, ChatOptions, EngineReply, OnText, TextPart
 from harken.diarization import DiarizeOptions, assign_speakers
 from harken.errors import (
-    AudioTooLongError, CapabilityError, EmptyAudioError, InvalidOptionError, install_command,
+    AudioTooLongError, CapabilityError, InvalidOptionError, install_command,
 )
 from harken.tasks import CAPTION_PROMPT, analyze_prompt, load_schema, parse_analysis
 from harken.windows import map_reduce, window_of
@@ -539,8 +539,6 @@ class Service:
                     watch.text(cached.text)
                 return cached.with_timings(Timings(done - start, 0.0, done - start, cached.duration, cache_hit=True))
             audio = raw if isinstance(raw, Audio) else self.decode(raw)
-            if not len(audio.samples):  # decoding refuses an empty file; an Audio built by hand may be one
-                raise EmptyAudioError(f"{audio.name or 'audio'}: the audio contains no samples")
             decoded = time.perf_counter()
             loaded = self.registry.load(entry.name)
             needed = Capability.TRANSLATE if options.task == "translate" else Capability.TRANSCRIBE

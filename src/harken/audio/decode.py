@@ -54,6 +54,11 @@ class Audio:
     source_format: str
     name: str | None = None
 
+    def __post_init__(self) -> None:
+        # Decoding refuses an empty file; this catches an Audio built by hand, for every task alike.
+        if not len(self.samples):
+            raise EmptyAudioError(f"{self.name or 'audio'}: the audio contains no samples")
+
     @property
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
