@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -57,6 +58,8 @@ def test_a_short_clip_of_unknown_language_is_encoded_once(service, data_dir, mon
     and (within Whisper's own wobble) probability as faster-whisper, one encoder pass fewer."""
     from faster_whisper import WhisperModel
 
+    from harken.engines.whisper_model import Model
+
     path = service.registry.resolve("whisper-base").source.resolve(service.settings.cache_dir)
     plain = WhisperModel(str(path), device="cpu", compute_type="int8")
     audio = load_audio(data_dir / name)
@@ -66,10 +69,41 @@ def test_a_short_clip_of_unknown_language_is_encoded_once(service, data_dir, mon
     segments, info = plain.transcribe(audio.samples, beam_size=5)
     expected = " ".join(s.text.strip() for s in segments)
     theirs, passes[:] = len(passes), []
+    # Every encoder pass of harken's, on its workers or its whole-cores copy, goes through _encode.
+    mine = Model._encode
+    monkeypatch.setattr(Model, "_encode", lambda self, features: passes.append(self) or mine(self, features))
     t = service.transcribe(audio, model="whisper-base", use_cache=False)
     assert (t.text, t.language) == (expected, info.language)
     assert t.language_probability == pytest.approx(info.language_probability, abs=0.02)
     assert len(passes) == theirs - 1
+
+
+class _Counted:
+    """A CTranslate2 model that counts its encoder passes."""
+
+    def __init__(self, model) -> None:
+        self.model, self.passes = model, 0
+
+    def encode(self, *args, **kwargs):
+        self.passes += 1
+        return self.model.encode(*args, **kwargs)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: there is no idle core for a lone clip")
+def test_a_lone_clip_is_encoded_with_every_core_and_long_windows_on_the_workers(service, plain_fw, data_dir, monkeypatch):
+    """A lone clip's encoder pass, most of its time, runs on the one-worker copy with every core
+    (the workers are single-threaded); it is still faster-whisper's text. A long clip's windows,
+    decoded two at a time, stay on the workers."""
+    model = service.registry.load("whisper-tiny.en").engine.model
+    counted = _Counted(model._whole)
+    monkeypatch.setattr(model, "_whole", counted)
+    audio = load_audio(data_dir / "jfk.flac")
+    t = service.transcribe(audio, use_cache=False)
+    assert counted.passes == 1
+    assert t.text == " ".join(s.text.strip() for s in plain_fw.transcribe(audio.samples, beam_size=5)[0])
+    long = np.concatenate([load_audio(data_dir / n).samples for n in ("jfk.flac", "LJ001-0003.flac", "jfk.flac", "LJ001-0003.flac")])
+    t = service.transcribe(Audio(long, "long", SAMPLE_RATE, 1, "raw"), use_cache=False)
+    assert counted.passes == 1 and len(t.text.split()) > 60
 
 
 def test_a_lone_word_is_heard_in_a_margin_of_silence(service, plain_fw, data_dir):

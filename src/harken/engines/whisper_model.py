@@ -1,4 +1,14 @@
-"""faster-whisper's WhisperModel, encoding a short clip of unknown language once, not twice.
+"""faster-whisper's WhisperModel, encoding with every core when one stream of work runs, and a
+short clip of unknown language once, not twice.
+
+harken runs CTranslate2 as several single-threaded workers: windows decoded side by side use
+the cores better than one window split across them. But a lone clip (one file from the CLI, one
+request) then encodes on one core while the others wait, and its encoder pass is most of its
+time. So a second copy of the model, one worker with every core, encodes whenever at most one
+stream of work runs on the workers (`streams`). Its output is the same tensor the workers'
+would be, computed with more threads: on the development subsets the text is the same as
+faster-whisper's wherever it was before. The copy costs the weights' memory again, so it is made
+only for models up to whisper-small (`_COPY_MAX_BYTES`).
 
 Given no language, faster-whisper's `transcribe` runs one encoder pass to detect it, then
 encodes the same first window again to decode it. On whisper-base (2-core CPU) the encoder is
@@ -15,25 +25,58 @@ one); the language can differ only where two languages are all but tied.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
+from faster_whisper.transcribe import get_ctranslate2_storage
 
 __all__ = ["Model"]
 
+# whisper-small's weights are 484 MB on disk (float16); medium's 1.5 GB and large's 3 GB are too
+# much to hold twice on a laptop for what the copy saves.
+_COPY_MAX_BYTES = 600 * 2**20
+
 
 class Model(WhisperModel):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, model_dir: str, *, device: str, compute_type: str, cpu_threads: int, num_workers: int) -> None:
+        super().__init__(model_dir, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+                         num_workers=num_workers)
         # Per worker thread: the (features, encoder output) handed to that thread's next encode.
         self._ready = threading.local()
+        self._whole = _whole_cores_copy(model_dir, device, compute_type, num_workers, cpu_threads)
+        self._whole_free = threading.Lock()
+        self._streams, self._count = 0, threading.Lock()
+
+    @contextmanager
+    def streams(self, n: int) -> Iterator[None]:
+        """`n` streams of work (threads each calling the workers in turn) run meanwhile."""
+        with self._count:
+            self._streams += n
+        try:
+            yield
+        finally:
+            with self._count:
+                self._streams -= n
 
     def encode(self, features: np.ndarray):
         ready, self._ready.pair = getattr(self._ready, "pair", None), None
         if ready is not None and ready[0].shape == features.shape and np.array_equal(ready[0], features):
             return ready[1]
+        return self._encode(features)
+
+    def _encode(self, features: np.ndarray):
+        # With two streams the workers are both busy: the copy would only take a core from one.
+        if self._whole is not None and self._streams <= 1 and self._whole_free.acquire(blocking=False):
+            try:
+                return self._whole.encode(get_ctranslate2_storage(features[None] if features.ndim == 2 else features))
+            finally:
+                self._whole_free.release()
         return super().encode(features)
 
     def detect_and_transcribe(self, samples: np.ndarray, **options) -> tuple[list, str, float]:
@@ -42,7 +85,7 @@ class Model(WhisperModel):
         features = self.feature_extractor(samples)
         content = features.shape[-1] - 1  # faster-whisper decodes the frames before its padding frame
         first = pad_or_trim(features[:, : min(content, self.feature_extractor.nb_max_frames)])
-        encoded = super().encode(first)
+        encoded = self._encode(first)
         token, probability = self.model.detect_language(encoded)[0][0]
         language = token[2:-2]  # "<|de|>"
         self._ready.pair = (first, encoded)
@@ -51,3 +94,15 @@ class Model(WhisperModel):
             return list(segments), language, float(probability)
         finally:
             self._ready.pair = None
+
+
+def _whole_cores_copy(model_dir: str, device: str, compute_type: str, workers: int, threads: int):
+    """A one-worker copy with the threads of all `workers`, or None where it gains nothing (one
+    worker has them all already; a GPU) or costs too much memory."""
+    import ctranslate2
+
+    weights = Path(model_dir) / "model.bin"
+    if device != "cpu" or workers < 2 or not weights.is_file() or os.path.getsize(weights) > _COPY_MAX_BYTES:
+        return None
+    return ctranslate2.models.Whisper(model_dir, device=device, compute_type=compute_type, inter_threads=1,
+                                      intra_threads=workers * max(1, threads))
