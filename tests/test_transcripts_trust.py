@@ -106,6 +106,54 @@ def test_a_lone_clip_is_encoded_with_every_core_and_long_windows_on_the_workers(
     assert counted.passes == 1 and len(t.text.split()) > 60
 
 
+class _Told:
+    """A queued CTranslate2 result that notes when it is read."""
+
+    def __init__(self, job, temperature: float, events: list) -> None:
+        self.job, self.temperature, self.events = job, temperature, events
+
+    def result(self):
+        self.events.append(("read", self.temperature))
+        return self.job.result()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: one worker")
+def test_a_lone_clip_samples_the_ladder_on_every_worker_in_its_order(service, data_dir, monkeypatch):
+    """While one stream of work runs, faster-whisper's ladder queues its sampled steps a worker's
+    worth at a time (two on two cores) and reads them in the ladder's order; when every step fails it keeps
+    faster-whisper's choice (the best average log-probability, told at the last temperature).
+    With the workers busy, it is faster-whisper's own loop."""
+    from faster_whisper.tokenizer import Tokenizer
+
+    from harken.engines.whisper_longform import FALLBACK_TEMPERATURES
+    from harken.engines.whisper_model import Model
+    from harken.engines.whisper_window import _options
+
+    model = service.registry.load("whisper-tiny.en").engine.model
+    samples = load_audio(data_dir / "jfk.flac").samples
+    encoded = model.encode(model.feature_extractor(np.pad(samples, (0, 30 * SAMPLE_RATE - len(samples))))[:, :3000])
+    tokenizer = Tokenizer(model.hf_tokenizer, False, task="transcribe", language="en")
+    prompt = list(tokenizer.sot_sequence)
+    events: list = []
+    queue = Model._generate
+    monkeypatch.setattr(Model, "_generate", lambda self, e, p, o, t, m: events.append(("ask", t)) or _Told(queue(self, e, p, o, t, m), t, events))
+    options = _options(model, tokenizer, 5, FALLBACK_TEMPERATURES, None, None)
+    sure = replace(options, log_prob_threshold=None)
+    assert model.generate_with_fallback(encoded, prompt, tokenizer, sure)[2] == 0.0
+    assert events == [("ask", 0.0), ("read", 0.0)]
+    events.clear()
+    never = replace(options, log_prob_threshold=0.0, no_speech_threshold=None)  # no text is that sure
+    result, logprob, temperature, _ = model.generate_with_fallback(encoded, prompt, tokenizer, never)
+    width, sampled = model.model.num_workers, list(FALLBACK_TEMPERATURES[1:])
+    steps = [[0.0]] + [sampled[i : i + width] for i in range(0, len(sampled), width)]
+    assert width >= 2 and events == [(what, t) for step in steps for what in ("ask", "read") for t in step]
+    assert temperature == 1.0 and logprob < 0 and "country" in tokenizer.decode(result.sequences_ids[0])
+    events.clear()
+    with model.streams(2):
+        assert model.generate_with_fallback(encoded, prompt, tokenizer, never)[2] == 1.0
+    assert events == []
+
+
 def test_a_lone_word_is_heard_in_a_margin_of_silence(service, plain_fw, data_dir):
     """A spoken digit trimmed tight to the word: plain faster-whisper has said "Thank you." for it
     on every machine tried; with 0.4 s of silence on either side it is "two", timed within the clip."""

@@ -1,4 +1,4 @@
-"""faster-whisper's WhisperModel, encoding with every core when one stream of work runs, and a
+"""faster-whisper's WhisperModel, using every core when one stream of work runs, and encoding a
 short clip of unknown language once, not twice.
 
 harken runs CTranslate2 as several single-threaded workers: windows decoded side by side use
@@ -9,6 +9,10 @@ stream of work runs on the workers (`streams`). Its output is the same tensor th
 would be, computed with more threads: on the development subsets the text is the same as
 faster-whisper's wherever it was before. The copy costs the weights' memory again, so it is made
 only for models up to whisper-small (`_COPY_MAX_BYTES`).
+
+For the same reason, while one stream runs, faster-whisper's temperature ladder samples its
+temperatures two at a time, one on each worker (`generate_with_fallback`), and takes the first
+that passes, in the ladder's order: the result is drawn as faster-whisper draws it.
 
 Given no language, faster-whisper's `transcribe` runs one encoder pass to detect it, then
 encodes the same first window again to decode it. On whisper-base (2-core CPU) the encoder is
@@ -34,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
-from faster_whisper.transcribe import get_ctranslate2_storage
+from faster_whisper.transcribe import get_compression_ratio, get_ctranslate2_storage
 
 __all__ = ["Model"]
 
@@ -70,6 +74,46 @@ class Model(WhisperModel):
             return ready[1]
         return self._encode(features)
 
+    def generate_with_fallback(self, encoder_output, prompt: list[int], tokenizer, options):
+        width = self.model.num_workers if self._streams <= 1 else 1
+        max_length = self.max_length if options.max_new_tokens is None else len(prompt) + options.max_new_tokens
+        if width < 2 or max_length > self.max_length:  # (faster-whisper's own raises on the second)
+            return super().generate_with_fallback(encoder_output, prompt, tokenizer, options)
+        temperatures = list(options.temperatures)
+        tried: list[tuple] = []
+        below_ratio: list[tuple] = []
+        at = 0
+        while at < len(temperatures):
+            # The beam search alone (it mostly passes); the samples `width` at a time.
+            step = temperatures[at : at + (1 if temperatures[at] == 0 else width)]
+            jobs = [self._generate(encoder_output, prompt, options, t, max_length) for t in step]
+            results = [job.result() for job in jobs]  # every job ends here: none runs on unseen
+            for t, result in zip(step, results):
+                decoded, repetitive, fails = _judged(result, t, tokenizer, options)
+                tried.append(decoded)
+                if not repetitive:
+                    below_ratio.append(decoded)
+                if not fails:
+                    return decoded
+            at += len(step)
+        # Every step failed: faster-whisper's choice, with the last temperature for its prompt reset.
+        best = max(below_ratio or tried, key=lambda d: d[1])
+        return best[0], best[1], temperatures[-1], best[3]
+
+    def _generate(self, encoder_output, prompt: list[int], options, temperature: float, max_length: int):
+        """One step of the ladder, queued for a worker: faster-whisper's arguments to CTranslate2."""
+        if temperature > 0:
+            search = dict(beam_size=1, num_hypotheses=options.best_of, sampling_topk=0, sampling_temperature=temperature)
+        else:
+            search = dict(beam_size=options.beam_size, patience=options.patience)
+        return self.model.generate(
+            encoder_output, [prompt], asynchronous=True, length_penalty=options.length_penalty,
+            repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size,
+            max_length=max_length, return_scores=True, return_no_speech_prob=True,
+            suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens,
+            max_initial_timestamp_index=int(round(options.max_initial_timestamp / self.time_precision)), **search,
+        )[0]
+
     def _encode(self, features: np.ndarray):
         # With two streams the workers are both busy: the copy would only take a core from one.
         if self._whole is not None and self._streams <= 1 and self._whole_free.acquire(blocking=False):
@@ -94,6 +138,18 @@ class Model(WhisperModel):
             return list(segments), language, float(probability)
         finally:
             self._ready.pair = None
+
+
+def _judged(result, temperature: float, tokenizer, options) -> tuple[tuple, bool, bool]:
+    """faster-whisper's verdict on one step: (result, avg_logprob, temperature, compression_ratio),
+    whether the text is too repetitive, and whether the ladder goes on."""
+    tokens = result.sequences_ids[0]
+    avg_logprob = result.scores[0] * (len(tokens) ** options.length_penalty) / (len(tokens) + 1)
+    ratio = get_compression_ratio(tokenizer.decode(tokens).strip())
+    repetitive = options.compression_ratio_threshold is not None and ratio > options.compression_ratio_threshold
+    unsure = options.log_prob_threshold is not None and avg_logprob < options.log_prob_threshold
+    silent = unsure and options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold
+    return (result, avg_logprob, temperature, ratio), repetitive, (repetitive or unsure) and not silent
 
 
 def _whole_cores_copy(model_dir: str, device: str, compute_type: str, workers: int, threads: int):
