@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +62,7 @@ class WhisperEngine:
             self.capabilities |= Capability.TRANSLATE | Capability.DETECT_LANGUAGE
 
     def warmup(self) -> None:
-        # An encoder pass on every worker at once pages the weights in and gives each worker its
-        # buffers before the whole-cores copy encodes anything: when the copy made the process's
-        # first encode, the 11.9 min joins ran 34.7-37.7 s for three against 30.9-33.7 s.
-        silence = np.zeros((self.model.model.n_mels, self.model.feature_extractor.nb_max_frames),
-                           dtype=np.float32)
-        with self.model.streams(self.workers), ThreadPoolExecutor(self.workers) as pool:
-            list(pool.map(lambda _: self.model.encode(silence), range(self.workers)))
+        self.model.warm_workers()
 
     def close(self) -> None:
         self.model = None  # CTranslate2 frees the weights with the last reference
