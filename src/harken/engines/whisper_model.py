@@ -5,14 +5,14 @@ harken runs CTranslate2 as several single-threaded workers: windows decoded side
 the cores better than one window split across them. But a lone clip (one file from the CLI, one
 request) then encodes on one core while the others wait, and its encoder pass is most of its
 time. So a second copy of the model, one worker with every core, encodes whenever at most one
-stream of work runs on the workers (`streams`). Its output is the same tensor the workers'
-would be, computed with more threads: on the development subsets the text is the same as
-faster-whisper's wherever it was before. The copy costs the weights' memory again, so it is made
+stream of work runs on the workers (`streams`). Its output is the workers' encoder output
+computed with more threads (the same up to rounding): on the development subsets the text is
+the same as faster-whisper's wherever it was before. The copy costs the weights' memory again, so it is made
 only for models up to whisper-small (`_COPY_MAX_BYTES`).
 
-For the same reason, while one stream runs, faster-whisper's temperature ladder samples its
-temperatures two at a time, one on each worker (`generate_with_fallback`), and takes the first
-that passes, in the ladder's order: the result is drawn as faster-whisper draws it.
+For the same reason, while one stream runs, faster-whisper's temperature ladder samples a
+worker's worth of temperatures at a time (two on two cores; `generate_with_fallback`) and takes
+the first that passes, in the ladder's order: the result is drawn as faster-whisper draws it.
 
 Given no language, faster-whisper's `transcribe` runs one encoder pass to detect it, then
 encodes the same first window again to decode it. On whisper-base (2-core CPU) the encoder is
