@@ -81,3 +81,13 @@ def test_models_lists_the_catalogue():
     assert "whisper-base" in rows
     table = run("models")
     assert "whisper-tiny.en" in table.stdout and "installed" in table.stdout
+
+
+def test_a_one_shot_command_skips_the_warm_up_unless_the_settings_ask(monkeypatch):
+    """A warm-up serves a server's first request; a command that runs once would only pay it on
+    top of its one run. Asked for (HARKEN_WARMUP, harken.toml), it still runs."""
+    from harken.cli import _one_shot
+
+    assert _one_shot(None).warmup is False
+    monkeypatch.setenv("HARKEN_WARMUP", "true")
+    assert _one_shot(None).warmup is True

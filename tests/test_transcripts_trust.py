@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from harken import Service, Settings
 from harken.audio import SAMPLE_RATE, Audio, load_audio
 from harken.audio.segment import Cutter, Piece
 from harken.diarization import parse_rttm
@@ -89,7 +90,8 @@ class _Counted:
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: there is no idle core for a lone clip")
-def test_a_lone_clip_is_encoded_with_every_core_and_long_windows_on_the_workers(service, plain_fw, data_dir, monkeypatch):
+def test_a_lone_clip_is_encoded_with_every_core_and_long_windows_on_the_workers(service, plain_fw, data_dir, monkeypatch,
+                                                                                 cache_dir):
     """A lone clip's encoder pass, most of its time, runs on the one-worker copy with every core
     (the workers are single-threaded); it is still faster-whisper's text. A long clip's windows,
     decoded two at a time, stay on the workers."""
@@ -98,11 +100,15 @@ def test_a_lone_clip_is_encoded_with_every_core_and_long_windows_on_the_workers(
     monkeypatch.setattr(model, "_whole", counted)
     audio = load_audio(data_dir / "jfk.flac")
     t = service.transcribe(audio, use_cache=False)
-    assert counted.passes == 1
-    assert t.text == " ".join(s.text.strip() for s in plain_fw.transcribe(audio.samples, beam_size=5)[0])
+    expected = " ".join(s.text.strip() for s in plain_fw.transcribe(audio.samples, beam_size=5)[0])
+    assert counted.passes == 1 and t.text == expected
     long = np.concatenate([load_audio(data_dir / n).samples for n in ("jfk.flac", "LJ001-0003.flac", "jfk.flac", "LJ001-0003.flac")])
     t = service.transcribe(Audio(long, "long", SAMPLE_RATE, 1, "raw"), use_cache=False)
     assert counted.passes == 1 and len(t.text.split()) > 60
+    # Without the engine's warm-up (a one-shot CLI command) there is no copy to load.
+    cold = Service(Settings.load(cache_dir=cache_dir, warmup=False))
+    assert cold.registry.load("whisper-tiny.en").engine.model._whole is None
+    assert cold.transcribe(audio, use_cache=False).text == expected
 
 
 class _Told:

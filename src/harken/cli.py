@@ -39,6 +39,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="harken.toml to read (default: $HARKEN_CONFIG or ./harken.toml)")]
 
 
+def _one_shot(config: Optional[Path]) -> Settings:
+    """Settings for a command that runs and exits: no warm-up unless the settings ask for one. A
+    warm-up serves a server's first request; here it would only add to the one run's time."""
+    settings = Settings.load(config)
+    return settings if "warmup" in settings.model_fields_set else settings.model_copy(update={"warmup": False})
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"harken {__version__}")
@@ -94,7 +101,7 @@ def transcribe(
     )
     if output is not None and output.exists() and not output.is_dir():
         raise HarkenError(f"--output {output} exists and is not a directory", param="output")
-    service = Service(Settings.load(config))
+    service = Service(_one_shot(config))
     service.registry.resolve(model)  # an unknown model stops here, before any file is read
     with AudioProgress(err) as progress:
 
@@ -153,7 +160,7 @@ def diarize_(
     if output is not None and output.exists() and not output.is_dir():
         raise HarkenError(f"--output {output} exists and is not a directory", param="output")
     speaking = _speaking(True, num_speakers, min_speakers, max_speakers, speaker)
-    service = Service(Settings.load(config))
+    service = Service(_one_shot(config))
     service.registry.resolve(model or service.settings.default_diarizer, task="diarize")
 
     def run(item, stem: str):
@@ -262,7 +269,7 @@ def ask(
 ) -> None:
     """Ask an audio-language model a question about a clip."""
     _check_text_format(fmt)
-    result = Service(Settings.load(config)).ask(file, question, model=model, max_new_tokens=max_tokens)
+    result = Service(_one_shot(config)).ask(file, question, model=model, max_new_tokens=max_tokens)
     _print_chat(result, fmt)
 
 
@@ -276,7 +283,7 @@ def caption(
 ) -> None:
     """Describe a clip with an audio-language model (a Captioner needs no prompt)."""
     _check_text_format(fmt)
-    _print_chat(Service(Settings.load(config)).caption(file, model=model, max_new_tokens=max_tokens), fmt)
+    _print_chat(Service(_one_shot(config)).caption(file, model=model, max_new_tokens=max_tokens), fmt)
 
 
 @app.command()
@@ -291,7 +298,7 @@ def analyze(
     """A JSON analysis of a clip that always validates against the schema."""
     if fmt != "json":
         raise HarkenError(f"analyze writes json, not {fmt!r}", param="format")
-    result = Service(Settings.load(config)).analyze(file, schema, model=model, max_new_tokens=max_tokens)
+    result = Service(_one_shot(config)).analyze(file, schema, model=model, max_new_tokens=max_tokens)
     _print_chat(result, "json")
 
 
@@ -320,7 +327,7 @@ def speak(
     if text == "-":
         text = sys.stdin.read()
     name = fmt or output.suffix.lstrip(".").lower().replace("ogg", "opus") or "wav"
-    speech = Service(Settings.load(config)).speak(text, voice=voice, speed=speed, format=name)
+    speech = Service(_one_shot(config)).speak(text, voice=voice, speed=speed, format=name)
     write_atomic(output, speech.data)  # written only once synthesis succeeded
     err.print(f"{output}: {speech.duration:.1f} s of {speech.voice}, {speech.format}", markup=False)
 
@@ -362,7 +369,7 @@ def eval_(
     from harken.evaluation.report import write_html, write_json
 
     dataset = load_dataset(data, labels)
-    service = Service(Settings.load(config))
+    service = Service(_one_shot(config))
     reports = []
     for name in model or [None]:
         with _progress(len(dataset.examples) + 1) as progress:
@@ -432,7 +439,7 @@ def batch(
     inputs = expand_inputs(input_)
     for problem in inputs.problems:
         err.print(f"harken: warning: {problem}", markup=False)
-    service = Service(Settings.load(config))
+    service = Service(_one_shot(config))
     if task == "diarize":  # an unknown name is told with the diarizers to choose from
         service.registry.resolve(model or service.settings.default_diarizer, task="diarize")
     else:

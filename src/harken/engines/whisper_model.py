@@ -5,10 +5,11 @@ harken runs CTranslate2 as several single-threaded workers: windows decoded side
 the cores better than one window split across them. But a lone clip (one file from the CLI, one
 request) then encodes on one core while the others wait, and its encoder pass is most of its
 time. So a second copy of the model, one worker with every core, encodes whenever at most one
-stream of work runs on the workers (`streams`). Its output is the workers' encoder output
-computed with more threads (the same up to rounding): on the development subsets the text is
-the same as faster-whisper's wherever it was before. The copy costs the weights' memory again, so it is made
-only for models up to whisper-small (`_COPY_MAX_BYTES`).
+stream of work runs on the workers (`streams`); the engine's warm-up makes it. Its output is
+the workers' encoder output computed with more threads (the same up to rounding): on the
+development subsets the text is the same as faster-whisper's wherever it was before. The copy
+costs the weights' memory again, so it is made only for models up to whisper-small
+(`_COPY_MAX_BYTES`).
 
 For the same reason, while one stream runs, faster-whisper's temperature ladder samples a
 worker's worth of temperatures at a time (two on two cores; `generate_with_fallback`) and takes
@@ -54,7 +55,8 @@ class Model(WhisperModel):
                          num_workers=num_workers)
         # Per worker thread: the (features, encoder output) handed to that thread's next encode.
         self._ready = threading.local()
-        self._whole = _whole_cores_copy(model_dir, device, compute_type, num_workers, cpu_threads)
+        self._whole = None  # made by warm_workers, the engine's warm-up
+        self._copy_of = (model_dir, device, compute_type, num_workers, cpu_threads)
         self._whole_free = threading.Lock()
         self._streams, self._count = 0, threading.Lock()
         self._workers_warm = threading.Event()
@@ -71,15 +73,18 @@ class Model(WhisperModel):
                 self._streams -= n
 
     def warm_workers(self) -> None:
-        """An encoder pass on every worker at once: it pages the weights in and gives each worker
-        its buffers. Done before the copy encodes anything: when the copy made the process's
-        first encode, the 11.9 min joins ran 34.7-37.7 s for three, against 30.9-33.7 s."""
+        """An encoder pass on every worker at once (it pages the weights in and gives each worker
+        its buffers), then the whole-cores copy is made. The copy encodes nothing before the
+        workers have: when it made the process's first encode, the 11.9 min joins ran
+        34.7-37.7 s for three, against 30.9-33.7 s. A run without the warm-up (a one-shot CLI
+        command) has no copy: it would pay the copy's load for a single clip."""
         if self._workers_warm.is_set():
             return
         workers = self.model.num_workers
         silence = np.zeros((self.model.n_mels, self.feature_extractor.nb_max_frames), dtype=np.float32)
         with self.streams(workers), ThreadPoolExecutor(workers) as pool:
             list(pool.map(lambda _: self._encode(silence), range(workers)))
+        self._whole = self._whole or _whole_cores_copy(*self._copy_of)
         self._workers_warm.set()
 
     def encode(self, features: np.ndarray):
@@ -132,7 +137,6 @@ class Model(WhisperModel):
         # With two streams the workers are both busy: the copy would only take a core from one.
         if self._whole is not None and self._streams <= 1 and self._whole_free.acquire(blocking=False):
             try:
-                self.warm_workers()  # once, if the engine's warm-up was switched off
                 return self._whole.encode(get_ctranslate2_storage(features[None] if features.ndim == 2 else features))
             finally:
                 self._whole_free.release()
