@@ -83,11 +83,15 @@ def test_models_lists_the_catalogue():
     assert "whisper-tiny.en" in table.stdout and "installed" in table.stdout
 
 
-def test_a_one_shot_command_skips_the_warm_up_unless_the_settings_ask(monkeypatch):
-    """A warm-up serves a server's first request; a command that runs once would only pay it on
-    top of its one run. Asked for (HARKEN_WARMUP, harken.toml), it still runs."""
+def test_a_one_shot_command_skips_the_warm_up_unless_the_settings_ask(monkeypatch, data_dir):
+    """A warm-up serves a server's first request and pays for itself over a few clips in a row;
+    a command that runs once on one input would only pay it on top. Asked for (HARKEN_WARMUP,
+    harken.toml), or given several inputs or a folder, it still runs."""
     from harken.cli import _one_shot
 
-    assert _one_shot(None).warmup is False
+    one = str(data_dir / "jfk.flac")
+    assert _one_shot(None).warmup is False and _one_shot(None, [one]).warmup is False
+    assert _one_shot(None, ["-"]).warmup is False
+    assert _one_shot(None, [one, one]).warmup is True and _one_shot(None, [str(data_dir)]).warmup is True
     monkeypatch.setenv("HARKEN_WARMUP", "true")
-    assert _one_shot(None).warmup is True
+    assert _one_shot(None, [one]).warmup is True

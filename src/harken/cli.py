@@ -39,11 +39,16 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="harken.toml to read (default: $HARKEN_CONFIG or ./harken.toml)")]
 
 
-def _one_shot(config: Optional[Path]) -> Settings:
-    """Settings for a command that runs and exits: no warm-up unless the settings ask for one. A
-    warm-up serves a server's first request; here it would only add to the one run's time."""
+def _one_shot(config: Optional[Path], inputs: Optional[list[str]] = None) -> Settings:
+    """Settings for a command that runs once on one input (`inputs`: a single file, or stdin): no
+    warm-up unless the settings ask for one. The warm-up (and the whole-cores copy it makes) serves
+    a server's first request and pays for itself over a few clips in a row; for one input it only
+    adds to the run."""
     settings = Settings.load(config)
-    return settings if "warmup" in settings.model_fields_set else settings.model_copy(update={"warmup": False})
+    single = inputs is None or (len(inputs) == 1 and (inputs[0] == "-" or Path(inputs[0]).is_file()))
+    if not single or "warmup" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"warmup": False})
 
 
 def _version(value: bool) -> None:
@@ -101,7 +106,7 @@ def transcribe(
     )
     if output is not None and output.exists() and not output.is_dir():
         raise HarkenError(f"--output {output} exists and is not a directory", param="output")
-    service = Service(_one_shot(config))
+    service = Service(_one_shot(config, files))
     service.registry.resolve(model)  # an unknown model stops here, before any file is read
     with AudioProgress(err) as progress:
 
@@ -160,7 +165,7 @@ def diarize_(
     if output is not None and output.exists() and not output.is_dir():
         raise HarkenError(f"--output {output} exists and is not a directory", param="output")
     speaking = _speaking(True, num_speakers, min_speakers, max_speakers, speaker)
-    service = Service(_one_shot(config))
+    service = Service(_one_shot(config, files))
     service.registry.resolve(model or service.settings.default_diarizer, task="diarize")
 
     def run(item, stem: str):
@@ -369,7 +374,7 @@ def eval_(
     from harken.evaluation.report import write_html, write_json
 
     dataset = load_dataset(data, labels)
-    service = Service(_one_shot(config))
+    service = Service(Settings.load(config))
     reports = []
     for name in model or [None]:
         with _progress(len(dataset.examples) + 1) as progress:
@@ -439,7 +444,7 @@ def batch(
     inputs = expand_inputs(input_)
     for problem in inputs.problems:
         err.print(f"harken: warning: {problem}", markup=False)
-    service = Service(_one_shot(config))
+    service = Service(Settings.load(config))
     if task == "diarize":  # an unknown name is told with the diarizers to choose from
         service.registry.resolve(model or service.settings.default_diarizer, task="diarize")
     else:
