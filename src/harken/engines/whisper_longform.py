@@ -133,7 +133,7 @@ class SegmentedDecoder:
         tally = _Tally(cutters, [w.progress if w else None for w in watches])
         listeners = [w.text if w else None for w in watches]
         run = _Run(self.model, cutters, languages, options)
-        decoded = _Decoding(run, plans, pieces, tally, listeners).run(workers, self.model)
+        decoded = _Decoding(run, plans, pieces, tally, listeners).run(workers)
         out = []
         for i, clip in enumerate(clips):
             done = decoded[i]
@@ -355,9 +355,9 @@ class _Decoding:
         self.waiting: deque[_Job] = deque(jobs)
         self.repairs: deque[_Job] = deque()
 
-    def run(self, workers: int, model) -> list[list[Decoded]]:
+    def run(self, workers: int) -> list[list[Decoded]]:
         size = max(1, min(workers, len(self.waiting)))
-        with model.streams(size), ThreadPoolExecutor(size) as pool:
+        with self.runner.model.streams(size), ThreadPoolExecutor(size) as pool:
             running: dict[Future, list[_Job]] = {}
             while self.waiting or self.repairs or running:
                 while len(running) < size and (self.repairs or self.waiting):

@@ -42,6 +42,8 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.transcribe import get_compression_ratio, get_ctranslate2_storage
 
+from harken.engines.whisper_window import generate_kwargs
+
 __all__ = ["Model"]
 
 # whisper-small's weights are 484 MB on disk (float16); medium's 1.5 GB and large's 3 GB are too
@@ -84,7 +86,7 @@ class Model(WhisperModel):
         silence = np.zeros((self.model.n_mels, self.feature_extractor.nb_max_frames), dtype=np.float32)
         with self.streams(workers), ThreadPoolExecutor(workers) as pool:
             list(pool.map(lambda _: self._encode(silence), range(workers)))
-        self._whole = self._whole or _whole_cores_copy(*self._copy_of)
+        self._whole = _whole_cores_copy(*self._copy_of)
         self._workers_warm.set()
 
     def encode(self, features: np.ndarray):
@@ -125,13 +127,8 @@ class Model(WhisperModel):
             search = dict(beam_size=1, num_hypotheses=options.best_of, sampling_topk=0, sampling_temperature=temperature)
         else:
             search = dict(beam_size=options.beam_size, patience=options.patience)
-        return self.model.generate(
-            encoder_output, [prompt], asynchronous=True, length_penalty=options.length_penalty,
-            repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size,
-            max_length=max_length, return_scores=True, return_no_speech_prob=True,
-            suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens,
-            max_initial_timestamp_index=int(round(options.max_initial_timestamp / self.time_precision)), **search,
-        )[0]
+        arguments = {**generate_kwargs(self, options), "max_length": max_length, **search}
+        return self.model.generate(encoder_output, [prompt], asynchronous=True, **arguments)[0]
 
     def _encode(self, features: np.ndarray):
         # With two streams the workers are both busy: the copy would only take a core from one.

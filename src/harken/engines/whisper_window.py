@@ -39,7 +39,6 @@ log = logging.getLogger("harken.engines")
 # faster-whisper's own loop has none, but it moves on by a new encoder window each time.
 MAX_RESUMES = 3
 MIN_PROGRESS_S = 1.0  # a resume that would not move on by this much would decode the same again
-_TIMESTAMP_S = 0.02  # Whisper's timestamp step
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def _first_decodings(model, tokenizer, options, encoded, prompts):
     stacked = np.concatenate([np.asarray(e) for e in encoded])  # kept alive: the view does not copy it
     batch = ctranslate2.StorageView.from_array(stacked)
     results = model.model.generate(
-        batch, prompts, beam_size=options.beam_size, patience=options.patience, **_generate_kwargs(model, options),
+        batch, prompts, beam_size=options.beam_size, patience=options.patience, **generate_kwargs(model, options),
     )
     out = []
     for e, p, result in zip(encoded, prompts, results):
@@ -184,7 +183,7 @@ def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: 
             # forced one a resume starts from: a resume can go back to the window's start and
             # write its text again ("23.0 -> 11.0 And so, my fellow Americans ..."). Nothing from
             # there on is new.
-            if seek and (s["start"] < resumed_at - _TIMESTAMP_S or s["end"] < s["start"]):
+            if seek and (s["start"] < resumed_at - model.time_precision or s["end"] < s["start"]):
                 went_back = True
                 break
             said.extend(s["tokens"])
@@ -237,7 +236,7 @@ def _silent(options, result, avg_logprob: float) -> bool:
     )
 
 
-def _generate_kwargs(model, options) -> dict:
+def generate_kwargs(model, options) -> dict:
     """The arguments faster-whisper gives CTranslate2's generate, apart from the search itself."""
     return dict(
         length_penalty=options.length_penalty, repetition_penalty=options.repetition_penalty,
