@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harken.audio import SAMPLE_RATE, load_audio
-from harken.audio.segment import Cutter, pack, plan_pieces
+from harken.audio.segment import Cutter, _merge_short, pack, plan_pieces
 
 
 def test_pieces_cover_the_clip_and_respect_the_limit(data_dir):
@@ -120,3 +120,17 @@ def test_windows_end_between_recordings_where_as_few_windows_allow(data_dir):
     for w in windows[:-1]:  # each edge in the second of silence after a recording
         assert any(end - 1.0 <= w.end <= end for end in recording_ends), w.end
         assert cutter.pause(w.end) >= 0.9
+
+
+def test_a_short_piece_merges_across_its_shorter_pause():
+    """Cuts at 5.0 s (a 0.2 s pause), 5.5 s (1.0 s) and 6.5 s (0.3 s) leave two pieces under the
+    2 s a piece needs. Each goes to a neighbour across its shorter pause, so the cut kept is the
+    one in the longest pause (merged always into the piece before, the cut kept was 6.5 s, in
+    the 0.3 s pause, and the 1.0 s pause went). A change of source stays a cut, and no piece
+    grows past the limit."""
+    bounds = [0.0, 5.0, 5.5, 6.5, 12.0, 20.0]
+    pauses = {5.0: 0.2, 5.5: 1.0, 6.5: 0.3, 12.0: 0.5}
+    assert _merge_short(bounds, pauses, set(), 2.0, 20.0) == [0.0, 5.5, 12.0, 20.0]
+    assert _merge_short(bounds, pauses, {5.0}, 2.0, 20.0) == [0.0, 5.0, 12.0, 20.0]
+    assert _merge_short(bounds, pauses, set(), 2.0, 6.0) == [0.0, 5.5, 6.5, 12.0, 20.0]  # (6.5 s either way)
+

@@ -9,7 +9,7 @@ import pytest
 from harken.audio import load_audio
 from harken.audio.segment import Cutter, Piece, pack
 from harken.engines.whisper_longform import FALLBACK_TEMPERATURES, _speech_left
-from harken.engines.window_checks import speech_inside_a_word
+from harken.engines.window_checks import passed_over_speech, speech_inside_a_word, stretched
 from harken.engines.whisper_window import Window, WindowText, decode_windows
 from tests.wer import wer
 
@@ -132,6 +132,37 @@ def test_speech_a_window_passed_over_lies_inside_one_word(fw, data_dir, referenc
     # A text longer than the decoder has positions for (a window looping through resumes) is not timed.
     looped = tokenizer.encode(" " + " ".join(said * 6))
     assert len(looped) > fw.max_length and text.align(looped) == []
+
+
+def test_speech_passed_over_within_one_recording_is_found_in_a_stretched_segment(fw, data_dir):
+    """LJ Speech's "than in the same operations with ugly ones.", JFK's sentence straight after it
+    and LJ Speech again, as a dev join packed them into a window (starting at the first). The
+    three are about as loud, so no change of source is found. tiny.en writes the first sentence
+    alone, its segment stretched over JFK's 11 s: a segment with far more speech than its words
+    take. Timed word by word, the speech it passed over starts where the first sentence ends
+and holds JFK's. With a
+    breath's pause between the recordings, Whisper writes all three and nothing is suspected."""
+    names = ("LJ001-0013.flac", "jfk.flac", "LJ001-0001.flac")
+    parts = [load_audio(data_dir / n).samples for n in names]
+    parts[2] = parts[2][: 4 * 16000]  # as far as the window reached
+    cutter = Cutter(np.concatenate(parts))
+    window = Piece(0.0, cutter.duration)
+    assert not cutter.source_cuts
+    [text] = decoded(fw, [Window(cutter.levelled(window), nothing_left)])
+    assert "fellow" not in " ".join(s.text for s in text.segments).lower()  # JFK passed over
+    assert stretched(cutter, window, text.segments)
+    over = passed_over_speech(cutter, window, text.segments, text.align)
+    jfk = (len(parts[0]) / 16000, (len(parts[0]) + len(parts[1])) / 16000)
+    assert over is not None and jfk[0] - 0.5 <= over.start <= jfk[0] + 0.5 and over.end >= jfk[1]  # after "ones."
+    assert passed_over_speech(cutter, window, text.segments, text.align, stretch=False) is None  # (a translation)
+
+    breath = np.zeros(int(0.3 * 16000), dtype=np.float32)
+    cutter = Cutter(np.concatenate([parts[0], breath, parts[1], breath, parts[2]]))
+    window = Piece(0.0, cutter.duration)
+    [text] = decoded(fw, [Window(cutter.levelled(window), nothing_left)])
+    assert "fellow" in " ".join(s.text for s in text.segments).lower()
+    assert not stretched(cutter, window, text.segments)
+    assert passed_over_speech(cutter, window, text.segments, text.align) is None
 
 
 def test_a_resumed_decoding_never_goes_back_over_the_window(fw, data_dir):

@@ -260,18 +260,13 @@ class Cutter:
         act = self.activity
         first = int(start * _FPS)
         quiet = act.quiet(vad_threshold, quiet_db)[first : int(end * _FPS)]
-        cuts = [(first + (a + b) / 2) / _FPS for a, b in true_runs(quiet) if (b - a) / _FPS >= min_silence]
+        # Each cut at the middle of a pause, with that pause's length.
+        cuts = {(first + (a + b) / 2) / _FPS: (b - a) / _FPS for a, b in true_runs(quiet) if (b - a) / _FPS >= min_silence}
         changes = {c for c in self.source_cuts if start < c < end}
-        bounds = [start, *sorted({c for c in cuts if start < c < end} | changes), end]
-        merged: list[list[float]] = []
-        for a, b in zip(bounds, bounds[1:]):
-            short = b - a < min_len or (merged and merged[-1][1] - merged[-1][0] < min_len)
-            if merged and short and a not in changes and b - merged[-1][0] <= max_len:
-                merged[-1][1] = b
-            else:
-                merged.append([a, b])
+        bounds = _merge_short([start, *sorted({c for c in cuts if start < c < end} | changes), end],
+                              cuts, changes, min_len, max_len)
         pieces: list[Piece] = []
-        for a, b in merged:
+        for a, b in zip(bounds, bounds[1:]):
             while b - a > max_len:
                 lo, hi = int((a + max_len / 2) * _FPS), int((a + max_len) * _FPS)
                 # Lowest speech probability, ties broken by level: the least harmful place to cut.
@@ -281,6 +276,28 @@ class Cutter:
                 a = cut
             pieces.append(Piece(a, b))
         return pieces
+
+
+def _merge_short(bounds: list[float], pauses: dict[float, float], keep: set[float], min_len: float,
+                 max_len: float) -> list[float]:
+    """The cuts `bounds` (clip start and end included) with pieces shorter than `min_len` merged
+    into a neighbour: the shortest piece first, across whichever of its cuts lies in the shorter
+    pause (`pauses`), so that the cuts left are at the longest pauses. Cuts in `keep` (changes of
+    source) stay, and no merged piece grows over `max_len`."""
+    bounds = list(bounds)
+    while True:
+        short = sorted((b - a, i) for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if b - a < min_len)
+        for _, i in short:
+            # Dropping cut k joins the pieces on either side of it.
+            options = [
+                (pauses.get(bounds[k], 0.0), k) for k in (i, i + 1)
+                if 0 < k < len(bounds) - 1 and bounds[k] not in keep and bounds[k + 1] - bounds[k - 1] <= max_len
+            ]
+            if options:
+                del bounds[min(options)[1]]
+                break
+        else:
+            return bounds
 
 
 def pack(pieces: list[Piece], max_len: float, breaks: Sequence[float], pause: Callable[[float], float]) -> list[Piece]:

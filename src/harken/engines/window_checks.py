@@ -40,6 +40,10 @@ MIN_WORD_S = 0.1
 # The most speech one written word takes: about seven syllables at an ordinary pace. More speech
 # inside one word, as Whisper's cross-attention times the words, is speech it wrote nothing for.
 MAX_WORD_SPEECH_S = 1.5
+# The speech a word takes at a slow pace: two syllables at three a second (an ordinary pace is
+# 0.3-0.5 s of speech a word; on the dev joins no segment holds more than 0.6 s a word but a
+# lone "1455.", 1.0 s).
+SLOW_WORD_SPEECH_S = 0.7
 LOGPROB_THRESHOLD = -1.0  # faster-whisper's log_prob_threshold: under it, a decoding has failed
 COMPRESSION_THRESHOLD = 2.4  # faster-whisper's compression_ratio_threshold: over it, a decoding looped
 NO_SPEECH_LIKELY = 0.5  # Whisper's no-speech probability over this: no speech is more likely than not
@@ -53,8 +57,8 @@ class Decoded:
     clip: int
     piece: Piece
     segments: tuple[Segment, ...]
-    # Whether Whisper passed over speech of a source joined on inside the window (passed_over_speech).
-    passed_over: bool = False
+    # Where Whisper passed over speech inside the window, if it did (passed_over_speech).
+    passed_over: Piece | None = None
     # A phrase the text still says again close by after faster-whisper's fallback was tried.
     loop: str | None = None
 
@@ -124,10 +128,14 @@ def _speech_near(cutter: Cutter, segment: Segment) -> bool:
     return _speech_seconds(cutter, span) >= MIN_WORD_S
 
 
-def passed_over_speech(cutter: Cutter, window: Piece, segments: list, align: Callable[[list[int]], list]) -> bool:
-    """Whether a window that joins recordings (spans a change of source) passed over speech:
-    timed word by word by cross-attention, its text holds more speech the VAD hears inside
-    one word, or before the first or after the last, than a word takes.
+def passed_over_speech(
+    cutter: Cutter, window: Piece, segments: list, align: Callable[[list[int]], list], *, stretch: bool = True,
+) -> Piece | None:
+    """Where a window passed over speech, if it did: timed word by word by cross-attention, its
+    text holds more speech the VAD hears inside one word, or before the first or after the
+    last, than a word takes. Asked of a window that joins recordings (spans a change of
+    source), and, with `stretch`, of one with a segment that holds more speech than its words
+    take (stretched).
 
     Whisper, done with one source, sometimes writes nothing for the next one in its window
     (a quiet FLEURS speaker after LJ Speech), and the segment around it stretches over it, so
@@ -138,26 +146,46 @@ def passed_over_speech(cutter: Cutter, window: Piece, segments: list, align: Cal
     """
     joins = any(window.start + 1e-6 < c < window.end - 1e-6 for c in cutter.source_cuts)  # pieces start at changes
     tokens = [t for s in segments for t in s.tokens]
-    return joins and bool(tokens) and speech_inside_a_word(cutter, window, align(tokens))
+    if not tokens or not (joins or (stretch and stretched(cutter, window, segments))):
+        return None
+    return speech_inside_a_word(cutter, window, align(tokens))
 
 
-def speech_inside_a_word(cutter: Cutter, window: Piece, words: Sequence[tuple[float, float]] | None) -> bool:
-    """Whether the VAD hears more than a word's speech (MAX_WORD_SPEECH_S) inside one of
-    `words` ((start, end) s from the window's start, each lasting until the next begins), or
-    before the first or after the last. The longest words on the dev joins hold 1.1-1.3 s of
-    speech ("fourteen fifty-five"); a long number written as one word can hold more, and
-    costs only a repair that gives the same text. Words the model could not time (None) are
-    taken to pass over speech: the window is decoded again as windows joining none."""
+def stretched(cutter: Cutter, window: Piece, segments: list) -> bool:
+    """Whether a segment (faster-whisper's, times from the window's start) holds more speech
+    the VAD hears than its words take at a slow pace, and a long word's more: then some word
+    may hold speech Whisper wrote nothing for, which speech_inside_a_word tells.
+
+    Whisper passes over speech inside a segment within one recording too, and where a second
+    recording is about as loud as the first, no change of source is found ("then in the same
+    operations with ugly ones." over 13.7 s of a dev join, 9.5 s of it speech: JFK's whole
+    sentence among it; the most any other segment of the dev joins holds is 1.0 s a word)."""
+    for s in segments:
+        span = Piece(window.start + s.start, min(window.end, window.start + s.end))
+        words = len(s.text.split())
+        if span.duration > 0 and _speech_seconds(cutter, span) > SLOW_WORD_SPEECH_S * words + MAX_WORD_SPEECH_S:
+            return True
+    return False
+
+
+def speech_inside_a_word(cutter: Cutter, window: Piece, words: Sequence[tuple[float, float]] | None) -> Piece | None:
+    """Where the VAD hears more than a word's speech (MAX_WORD_SPEECH_S) inside one of `words`
+    ((start, end) s from the window's start, each lasting until the next begins), or before
+    the first or after the last: the first such span, if any. The longest words on the dev
+    joins hold 1.1-1.3 s of speech ("fourteen fifty-five"); a long number written as one word
+    can hold more, and costs only a repair that gives the same text. Words the model could not
+    time (None) are taken to pass over speech anywhere in the window: it is decoded again in
+    parts."""
     if words is None:
-        return True
+        return window
     if not words:
-        return False
+        return None
     edges = [(0.0, words[0][0]), *words, (words[-1][1], window.duration)]
     for start, end in edges:
         span = Piece(window.start + start, min(window.end, window.start + end))
         if span.duration > MAX_WORD_SPEECH_S and _speech_seconds(cutter, span) > MAX_WORD_SPEECH_S:
-            return True
-    return False
+            return span
+    return None
 
 
 def _speech_seconds(cutter: Cutter, span: Piece) -> float:
@@ -220,12 +248,15 @@ def skipped(cutter: Cutter, d: Decoded) -> bool:
 
 
 def gap_warnings(cutter: Cutter, pieces: list[Decoded], segments: tuple[Segment, ...]) -> tuple[TranscriptWarning, ...]:
-    """An `untranscribed_speech` warning for each stretch where the VAD hears speech and no text is.
+    """An `untranscribed_speech` warning for each stretch where the VAD hears speech and no text
+    is, or that Whisper passed over inside a segment (Decoded.passed_over).
 
     With no text at all, even a single short word counts (a spoken digit is 0.4 s).
     """
     least = MIN_GAP_SPEECH_S if segments else MIN_WORD_S
     gaps = [g for d in pieces for g in untranscribed(cutter, d.piece, d.segments, least)]
+    # Speech a segment stretches over, as the window's words were timed, where no repair found words for it.
+    gaps = sorted(gaps + [d.passed_over for d in pieces if d.passed_over], key=lambda g: g.start)
     return tuple(
         TranscriptWarning(
             "untranscribed_speech",
