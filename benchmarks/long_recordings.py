@@ -4,8 +4,8 @@ pauses (WER, seconds) and the six AMI meetings joined (words, seconds; they have
 reference). For comparing two trees in turns on one machine, where the machine's drift
 between runs is larger than most changes:
 
-    python benchmarks/long_recordings.py            # in this tree
-    (cd ../other-tree && python benchmarks/long_recordings.py)
+    python benchmarks/long_recordings.py            # this tree's code
+    python ../other-tree/benchmarks/long_recordings.py --data ../shared/data   # that tree's code
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# This tree's harken, not the one the environment has installed (an editable install points at
+# one tree): comparing two trees in turns needs each to run its own code.
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from benchmarks.asr import english_clips, join  # noqa: E402
 from benchmarks.devsets import load_meetings, load_subsets  # noqa: E402
