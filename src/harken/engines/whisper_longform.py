@@ -24,8 +24,8 @@ window). Then checks on every window (engines/window_checks.py):
 - a window that joins sources, or has a segment holding more speech than its words take, and
   whose text, timed word by word by Whisper's cross-attention (a quarter of an encoder pass),
   holds more speech inside one word than a word takes passed over speech: it is decoded again
-  as windows that join none, or with the pieces holding that speech cut again at their shorter
-  pauses; these replace it unless they hold fewer words, and speech still passed over gets an
+  as windows that join none, or as its pieces, the one in which that speech follows other speech
+  cut again at its shorter pauses; these replace it unless they hold fewer words, and speech still passed over gets an
   `untranscribed_speech` warning (word timestamps and faster-whisper's VAD option take
   faster-whisper's path, without this check, and a translation's words do not line up with
   the speech: there it is not made);
@@ -449,16 +449,18 @@ class _Decoding:
         (Whisper skips or loops over whole utterances, and each piece ends at a pause), or a
         single piece cut again at its shorter pauses. A window that passed over a source it
         joins is packed again as windows that join none; one that passed over speech within
-        one source has the piece holding that speech cut again at its shorter pauses (decoded
-        on its own, Whisper passes over it again)."""
+        one source has the piece in which that speech follows other speech cut again at its
+        shorter pauses (decoded on its own, Whisper passed over JFK after LJ Speech again)."""
         window, cutter = d.piece, self.runner.cutters[clip]
         inside = [p for p in self.packed[clip] if window.start - 1e-6 <= p.start and p.end <= window.end + 1e-6]
         if d.passed_over:
             unjoined = pack(inside, WINDOW_FILL_S, cutter.source_cuts, cutter.pause)
             if len(unjoined) > 1:
                 return unjoined
-            over = d.passed_over
-            inside = [q for p in inside for q in (cutter.split(p) if p.start < over.end and over.start < p.end else [p])]
+            # Decoded on its own, a piece still starts with the speech Whisper went on from: the
+            # piece in which the passed-over speech follows other speech is cut again.
+            after = d.passed_over.start
+            inside = [q for p in inside for q in (cutter.split(p) if p.start + COVER_MARGIN_S < after < p.end else [p])]
         return inside if len(inside) > 1 else cutter.split(window)
 
     def _tell(self, clip: int) -> None:
