@@ -17,10 +17,12 @@ import pytest
 
 from harken import Service, Settings
 from harken.audio import SAMPLE_RATE, Audio, load_audio
-from harken.audio.segment import Cutter, Piece
+from harken.audio.segment import Cutter, Piece, pack
 from harken.diarization import parse_rttm
 from harken.engines.base import TranscribeOptions
-from harken.engines.whisper_longform import SHORT_MARGIN_S, _Run
+from harken.engines.whisper_longform import (
+    PIECE_MAX_S, PIECE_MIN_PAUSE_S, SHORT_MARGIN_S, WINDOW_FILL_S, _Decoding, _Run, _Tally,
+)
 from harken.engines.window_checks import Decoded, better, heard, repeated_phrase
 from harken.formats import format_transcript
 from harken.results import Segment
@@ -389,3 +391,29 @@ def test_cli_prints_warnings_on_stderr(data_dir):
     result = run("transcribe", str(data_dir / "fleurs-de-001.ogg"), "--no-cache")
     assert result.returncode == 0 and result.stdout.strip()
     assert "harken: warning:" in result.stderr and "whisper-base" in result.stderr
+
+
+def test_a_window_that_passed_over_speech_within_one_source_is_repaired_as_its_pieces(data_dir):
+    """LJ Speech, its "than in the same operations with ugly ones.", JFK straight after it and LJ
+    Speech again (43 s; no change of source is found). Its first window holds a piece running
+    from LJ Speech's last words through JFK's sentence. Where Whisper wrote "ugly ones." and
+    went on over JFK, decoding that piece on its own starts it the same way (it passed over JFK
+    again, on a dev join): that piece is cut again at its shorter pauses, the others decoded as
+    they are. Speech passed over at a piece's start needs no cut: decoded alone, the piece
+    starts with it."""
+    names = ("LJ001-0001.flac", "LJ001-0013.flac", "jfk.flac", "LJ001-0001.flac")
+    parts = [load_audio(data_dir / n).samples for n in names]
+    ends = np.cumsum([len(p) / SAMPLE_RATE for p in parts])
+    cutter = Cutter(np.concatenate(parts))
+    pieces = cutter.pieces(max_len=PIECE_MAX_S, min_silence=PIECE_MIN_PAUSE_S)
+    window = pack(pieces, WINDOW_FILL_S, [], cutter.pause)[0]
+    inside = [p for p in pieces if p.end <= window.end + 1e-6]
+    decoding = _Decoding(_Run(None, [cutter], [("en", 1.0)], TranscribeOptions()), [[window]], [pieces],
+                         _Tally([cutter], [None]), [None])
+    jfk = Piece(float(ends[1]), float(ends[2]))
+    held = next(p for p in inside if p.start < jfk.start < p.end)
+    assert held.start + 1.0 < jfk.start and window.start <= held.start and jfk.end <= window.end
+    repaired = decoding._parts(0, Decoded(0, window, (), passed_over=jfk))
+    assert len(cutter.split(held)) > 1
+    assert repaired == [q for p in inside for q in (cutter.split(p) if p == held else [p])]
+    assert decoding._parts(0, Decoded(0, window, (), passed_over=Piece(held.start, held.start + 2.0))) == inside
