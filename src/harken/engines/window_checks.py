@@ -110,7 +110,7 @@ def heard(cutter: Cutter, decoded: Decoded, ladder: bool) -> Decoded:
     """
     kept = tuple(
         s for s in decoded.segments
-        if not (_doubted(s, ladder) and (not _WORD.search(s.text) or not _speech_near(cutter, s)))
+        if not (_doubted(s, ladder) and (not _WORD.search(s.text) or not _speech_near(cutter, s, decoded.piece, decoded.segments)))
     )
     return decoded if len(kept) == len(decoded.segments) else replace(decoded, segments=kept)
 
@@ -120,12 +120,23 @@ def _doubted(segment: Segment, ladder: bool) -> bool:
             or segment.compression_ratio > COMPRESSION_THRESHOLD or segment.no_speech_prob > NO_SPEECH_LIKELY)
 
 
-def _speech_near(cutter: Cutter, segment: Segment) -> bool:
+def _speech_near(cutter: Cutter, segment: Segment, piece: Piece, others: Sequence[Segment] = ()) -> bool:
     """Whether the VAD hears a short word's worth of speech within the segment's time (widened
-    by COVER_MARGIN_S: its timestamps are that close to the speech)."""
-    start = max(0.0, segment.start - COVER_MARGIN_S)
-    span = Piece(start, min(cutter.duration, max(segment.end + COVER_MARGIN_S, start)))
-    return _speech_seconds(cutter, span) >= MIN_WORD_S
+    by COVER_MARGIN_S: its timestamps are that close to the speech, but not past the piece it
+    was decoded from) that none of the `others` (the segments around it) covers. A segment
+    Whisper puts into the pause between two sentences otherwise takes theirs: "The letter used
+    to be fine in form." sampled at 1.0 over the last 2 s of a dev join's window, silence,
+    the speech within its margins all the sentence before it and the next window's first."""
+    start = max(0.0, piece.start, segment.start - COVER_MARGIN_S)
+    span = Piece(start, min(cutter.duration, piece.end, max(segment.end + COVER_MARGIN_S, start)))
+    speech = cutter.speech(span)
+    if not len(speech):
+        return False
+    fps = len(speech) / max(span.duration, 1e-9)
+    for other in others:
+        if other is not segment:
+            speech[max(0, int((other.start - span.start) * fps)) : max(0, int((other.end - span.start) * fps))] = False
+    return float(speech.sum()) / fps >= MIN_WORD_S
 
 
 def passed_over_speech(
