@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
-from faster_whisper.transcribe import get_compression_ratio, get_ctranslate2_storage
+from faster_whisper.transcribe import get_ctranslate2_storage
 
-from harken.engines.whisper_window import generate_kwargs
+from harken.engines.whisper_window import generate_kwargs, needs_fallback, scored, too_repetitive
 
 __all__ = ["Model"]
 
@@ -109,12 +109,12 @@ class Model(WhisperModel):
             step = temperatures[at : at + (1 if temperatures[at] == 0 else width)]
             jobs = [self._generate(encoder_output, prompt, options, t, max_length) for t in step]
             results = [job.result() for job in jobs]  # every job ends here: none runs on unseen
-            for t, result in zip(step, results):
-                decoded, repetitive, fails = _judged(result, t, tokenizer, options)
+            for t, result in zip(step, results):  # faster-whisper's verdict on each, in order
+                decoded = scored(tokenizer, options, result, t)
                 tried.append(decoded)
-                if not repetitive:
+                if not too_repetitive(options, decoded[3]):
                     below_ratio.append(decoded)
-                if not fails:
+                if not needs_fallback(options, result, decoded[1], decoded[3]):
                     return decoded
             at += len(step)
         # Every step failed: faster-whisper's choice, with the last temperature for its prompt reset.
@@ -154,18 +154,6 @@ class Model(WhisperModel):
             return list(segments), language, float(probability)
         finally:
             self._ready.pair = None
-
-
-def _judged(result, temperature: float, tokenizer, options) -> tuple[tuple, bool, bool]:
-    """faster-whisper's verdict on one step: (result, avg_logprob, temperature, compression_ratio),
-    whether the text is too repetitive, and whether the ladder goes on."""
-    tokens = result.sequences_ids[0]
-    avg_logprob = result.scores[0] * (len(tokens) ** options.length_penalty) / (len(tokens) + 1)
-    ratio = get_compression_ratio(tokenizer.decode(tokens).strip())
-    repetitive = options.compression_ratio_threshold is not None and ratio > options.compression_ratio_threshold
-    unsure = options.log_prob_threshold is not None and avg_logprob < options.log_prob_threshold
-    silent = unsure and options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold
-    return (result, avg_logprob, temperature, ratio), repetitive, (repetitive or unsure) and not silent
 
 
 def _whole_cores_copy(model_dir: str, device: str, compute_type: str, workers: int, threads: int):

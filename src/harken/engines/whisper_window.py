@@ -150,8 +150,8 @@ def _first_decodings(model, tokenizer, options, encoded, prompts):
     )
     out = []
     for e, p, result in zip(encoded, prompts, results):
-        decoded = _scored(tokenizer, options, result)
-        if _needs_fallback(options, result, decoded[1], decoded[3]):
+        decoded = scored(tokenizer, options, result)
+        if needs_fallback(options, result, decoded[1], decoded[3]):
             decoded = model.generate_with_fallback(e, p, tokenizer, options)
         out.append(decoded)
     return out
@@ -210,21 +210,25 @@ def _cannot_align(reason: str) -> None:
     log.warning("this Whisper model cannot time words (%s): windows joining recordings are decoded again apart", reason)
 
 
-def _scored(tokenizer, options, result):
+def scored(tokenizer, options, result, temperature: float = 0.0):
     """faster-whisper's figures for one decoding: (result, avg_logprob, temperature, compression_ratio)."""
     from faster_whisper.transcribe import get_compression_ratio
 
     tokens = result.sequences_ids[0]
     cumulative = result.scores[0] * (len(tokens) ** options.length_penalty)
-    return result, cumulative / (len(tokens) + 1), 0.0, get_compression_ratio(tokenizer.decode(tokens).strip())
+    return result, cumulative / (len(tokens) + 1), temperature, get_compression_ratio(tokenizer.decode(tokens).strip())
 
 
-def _needs_fallback(options, result, avg_logprob: float, compression_ratio: float) -> bool:
+def too_repetitive(options, compression_ratio: float) -> bool:
+    """faster-whisper's rule for a decoding that looped: its text compresses too well."""
+    return options.compression_ratio_threshold is not None and compression_ratio > options.compression_ratio_threshold
+
+
+def needs_fallback(options, result, avg_logprob: float, compression_ratio: float) -> bool:
     """faster-whisper's rule: too repetitive or too unlikely, unless it is silence."""
     unlikely = options.log_prob_threshold is not None and avg_logprob < options.log_prob_threshold
-    repetitive = options.compression_ratio_threshold is not None and compression_ratio > options.compression_ratio_threshold
     silence = options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold and unlikely
-    return (repetitive or unlikely) and not silence
+    return (too_repetitive(options, compression_ratio) or unlikely) and not silence
 
 
 def _silent(options, result, avg_logprob: float) -> bool:
