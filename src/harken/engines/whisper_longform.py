@@ -127,9 +127,8 @@ class SegmentedDecoder:
         cutters = [Cutter(c, workers=workers) for c in clips]
         pieces = [c.pieces(max_len=PIECE_MAX_S, min_silence=PIECE_MIN_PAUSE_S) if _long(c) else [Piece(0.0, c.duration)] for c in cutters]
         # A window may join pieces across a change of source where its text can be checked for
-        # speech Whisper passed over there: on the window decoder's path, and with a transcript
-        # (a translation's words do not line up with the speech they translate).
-        checked = options.task == "transcribe" and _window_decoder_takes(options)
+        # speech Whisper passed over there.
+        checked = _words_timed(options)
         plans = [pack(p, WINDOW_FILL_S, [] if checked else c.source_cuts, c.pause) for p, c in zip(pieces, cutters)]
         # A short clip lets faster-whisper detect its language as it always does; a long one is
         # detected once, on its first 30 s, so every piece is decoded in the same language.
@@ -224,9 +223,8 @@ class _Run:
             temperatures=self._temperatures(), initial_prompt=opts.initial_prompt, max_new_tokens=opts.max_new_tokens,
         )
 
-        # A translation's words do not line up with the speech: only a window joining sources
-        # (which a translation's windows never do) is timed for them.
-        stretch = opts.task == "transcribe"
+        # A stretched segment is looked into only where words can be timed (a translation's windows join no sources either).
+        stretch = _words_timed(opts)
 
         def decoded(p: Piece, w: WindowText, segments: list) -> Decoded:
             kept = tuple(fw_segment(s, 0, p.start, p.end) for s in segments if s.text.strip())
@@ -265,6 +263,13 @@ class _Run:
                 self.detected[clip] = (info.language, float(info.language_probability))
         out = tuple(fw_segment(s, 0, piece.start - lead, piece.end, piece.start) for s in segments if s.text.strip())
         return Decoded(clip, piece, out)
+
+
+def _words_timed(options: TranscribeOptions) -> bool:
+    """Whether a window's text is timed word by word against its speech, for speech Whisper
+    passed over: on the window decoder's path, and with a transcript (a translation's words do
+    not line up with the speech they translate)."""
+    return options.task == "transcribe" and _window_decoder_takes(options)
 
 
 def _window_decoder_takes(options: TranscribeOptions) -> bool:
