@@ -2,7 +2,9 @@
 
 Each subset is one kind of speech from ../shared/data and ../shared/data/more (see their
 READMEs for sources and licences). `read-en-8k` is the read English clips passed through an
-8 kHz telephone band (resampled down and back up), so the same speech is heard both ways.
+8 kHz telephone band (resampled down and back up), so the same speech is heard both ways;
+`read-en-quiet` is them again with the gain set far too low (peaks at -50 dBFS), as a far
+microphone or a badly set input records them.
 """
 
 from __future__ import annotations
@@ -78,10 +80,18 @@ def _rows(manifest: Path) -> list[dict]:
     return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
 
 
+QUIET_PEAK_DB = -50.0  # read-en-quiet: each clip scaled so that its loudest sample is here
+
+
 def _telephone(samples: np.ndarray) -> np.ndarray:
     import soxr
 
     return soxr.resample(soxr.resample(samples, SAMPLE_RATE, 8000), 8000, SAMPLE_RATE).astype(np.float32)
+
+
+def _too_quiet(samples: np.ndarray) -> np.ndarray:
+    peak = float(np.max(np.abs(samples), initial=0.0))
+    return (samples * (10 ** (QUIET_PEAK_DB / 20) / peak if peak > 0 else 1.0)).astype(np.float32)
 
 
 def load_subsets(data: Path) -> list[Subset]:
@@ -115,9 +125,11 @@ def load_subsets(data: Path) -> list[Subset]:
             add("digit-strings", data / "more", row)
     if "read-en" in groups:
         groups["read-en-8k"] = [Clip(c.name, _telephone(c.samples), c.reference, c.language) for c in groups["read-en"]]
+        groups["read-en-quiet"] = [Clip(c.name, _too_quiet(c.samples), c.reference, c.language) for c in groups["read-en"]]
     described = {
         "read-en": ("read English sentences (FLEURS, LibriSpeech, LJSpeech, JFK, CMU ARCTIC)", "whisper-tiny.en", "english"),
         "read-en-8k": ("the same through an 8 kHz telephone band", "whisper-tiny.en", "english"),
+        "read-en-quiet": ("the same recorded far too quietly (peaks at -50 dBFS)", "whisper-tiny.en", "english"),
         "digits-8k": ("isolated spoken digits, 8 kHz, six accented speakers (FSDD)", "whisper-tiny.en", "english"),
         "keywords": ("one-second keywords on consumer devices (Speech Commands)", "whisper-tiny.en", "english"),
         "digit-strings": ("a 15-digit string, 16 kHz and 8 kHz (CMU Sphinx), scored per digit", "whisper-tiny.en", "english"),

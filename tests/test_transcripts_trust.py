@@ -38,10 +38,10 @@ def plain_fw(service):
     return WhisperModel(str(path), device="cpu", compute_type="int8")
 
 
-@pytest.mark.parametrize("name", ["jfk.flac", "LJ001-0003.flac", "fleurs-en-003.ogg", "61-70968-0000.flac", "diar/trn08.wav",
-                                  "diar/trn03.wav"])
+@pytest.mark.parametrize("name", ["jfk.flac", "LJ001-0003.flac", "2412-153948-0000.flac", "61-70968-0000.flac",
+                                  "diar/trn08.wav", "diar/trn03.wav"])
 def test_short_clip_is_faster_whisper_exactly(service, plain_fw, data_dir, name):
-    """Text and timestamps, whether the speech has quiet around it (fleurs) or starts at the first frame
+    """Text and timestamps, whether the speech has quiet around it (2412-153948) or starts at the first frame
     (61-70968). A 30 s meeting excerpt one sample over 30 s (trn08: 480001 samples) is one Whisper
     window too: it was cut and levelled as long audio, and came out with phrases said twice. A
     speaker's restart stays (trn03: "so we had a we had a long problem"): sampled again for
@@ -52,6 +52,27 @@ def test_short_clip_is_faster_whisper_exactly(service, plain_fw, data_dir, name)
     assert t.text == " ".join(s.text.strip() for s in expected)
     for mine, theirs in zip(t.segments, expected, strict=True):
         assert (mine.start, mine.end) == pytest.approx((theirs.start, min(theirs.end, audio.duration)), abs=0.002)
+
+
+def test_a_clip_far_too_quiet_is_heard_levelled(service, plain_fw, data_dir):
+    """Speech far quieter than speech is recorded at sits, in Whisper's log-mel features, where its
+    training audio had only background. fleurs-en-004 speaks at about -63 dBFS: faster-whisper
+    hears "comply" for "can fly"; heard levelled, as long audio is, it is "can fly". JFK with the
+    input gain set 50 dB too low: faster-whisper writes "And so am I fellow America", harken what
+    it writes at the level recorded. A clip of usual level is heard as recorded (above)."""
+    from harken.audio.segment import Cutter
+
+    quiet = load_audio(data_dir / "fleurs-en-004.ogg")
+    assert Cutter(quiet.samples).too_quiet and not Cutter(load_audio(data_dir / "jfk.flac").samples).too_quiet
+    plain = " ".join(s.text for s in plain_fw.transcribe(quiet.samples, beam_size=5)[0])
+    assert "comply" in plain and "can fly" in service.transcribe(quiet, use_cache=False).text
+    jfk = load_audio(data_dir / "jfk.flac")
+    down = Audio((jfk.samples * 10 ** (-50 / 20)).astype(np.float32), "jfk-50dB", SAMPLE_RATE, 1, "raw")
+    reference = "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    plain = " ".join(s.text for s in plain_fw.transcribe(down.samples, beam_size=5)[0])
+    t = service.transcribe(down, use_cache=False)
+    assert wer([reference], [plain]) > 0.1 and wer([reference], [t.text]) == 0
+    assert 10.5 < t.segments[-1].end <= jfk.duration  # timed on the clip, as recorded
 
 
 @pytest.mark.parametrize("name", ["fleurs-de-001.ogg", "fleurs-en-003.ogg"])

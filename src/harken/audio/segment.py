@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 
 from harken.audio.decode import SAMPLE_RATE
-from harken.audio.level import apply_gain, even_gain, gate
+from harken.audio.level import apply_gain, even_gain, gate, too_quiet
 
 __all__ = ["Cutter", "Piece", "pack", "plan_pieces", "true_runs"]
 
@@ -237,6 +237,16 @@ class Cutter:
     def levelled(self, piece: Piece) -> np.ndarray:
         """The piece's samples with the clip's loudness evened out (a new array)."""
         return apply_gain(piece.slice(self.samples), self.activity.heard_gain_db, _FRAME, int(piece.start * SAMPLE_RATE))
+
+    def as_heard(self, piece: Piece) -> np.ndarray:
+        """The piece's samples as Whisper hears a clip of one window: as recorded (faster-whisper's
+        input), or levelled, as long audio is, where the clip's speech is far quieter than speech
+        is recorded at (level.too_quiet)."""
+        return self.levelled(piece) if self.too_quiet else piece.slice(self.samples)
+
+    @cached_property
+    def too_quiet(self) -> bool:
+        return too_quiet(_frame_db(self.samples), self.activity.speech_prob > 0.5, _FPS)
 
     def speech(self, piece: Piece, threshold: float = 0.5) -> np.ndarray:
         """Per VAD frame of `piece` (32 ms), whether the detector hears speech."""

@@ -25,7 +25,7 @@ class WhisperEngine:
 
     By default every clip takes the segmented path (engines/whisper_longform.py): a clip of up
     to 30 s is decoded exactly as faster-whisper decodes it (a word or two under 2 s in a margin
-    of silence), longer ones are cut at pauses and each piece decoded the same way, the pieces
+    of silence, speech far too quiet levelled first), longer ones are cut at pauses and each piece decoded the same way, the pieces
     of several clips in parallel on single-threaded CTranslate2 workers. `long_form="sequential"`
     selects faster-whisper's own long-form decoder.
     """
