@@ -207,7 +207,7 @@ def test_exact_match_applies_the_chosen_normaliser(tmp_path, data_dir):
         assert out.returncode == 0, out.stderr
         report = json.loads((tmp_path / f"{normaliser}.json").read_text())
         found[normaliser] = (report["summary"]["tp"], report["details"][0]["match"])
-        assert "," in report["details"][0]["hypothesis"]  # what makes the two differ
+        assert any(mark in report["details"][0]["hypothesis"] for mark in ",.")  # what makes the two differ
     assert found == {"english": (1, True), "none": (0, False)}
     bad = _eval_cli(str(root), "--task", "exact", "--normalizer", "shouty")
     assert bad.returncode != 0 and bad.stderr.startswith("harken: error:") and bad.stderr.count("\n") == 1
@@ -244,8 +244,8 @@ def test_evaluate_folder_defaults_to_wer(service, pair):
     assert exact.task == "exact" and "tp" in exact.summary
 
 
-# Two real models that disagree on LJ001-0003 (tiny.en drops a word base keeps, and the reverse).
-COMPARED = ["jfk.flac", "LJ001-0003.flac", "fleurs-en-003.ogg", "61-70968-0000.flac"]
+# Two real models that disagree on LJ001-0001 (tiny.en writes "concern" where base hears "concerned").
+COMPARED = ["jfk.flac", "LJ001-0001.flac", "fleurs-en-003.ogg", "61-70968-0000.flac"]
 
 
 @pytest.fixture(scope="module")

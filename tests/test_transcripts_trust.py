@@ -1,7 +1,8 @@
 """Transcripts a user can trust: the failure classes of issue 13, on real recordings and the real model.
 
-- short clips are decoded as faster-whisper decodes them (full window, fallback), so they
-  cannot come out less accurate than it on the same model; a lone word gets a margin of silence;
+- short clips are one full window, decoded untimed (sentences timed by their words) or, where
+  that fails Whisper's own checks, exactly as faster-whisper decodes them; a lone word gets a
+  margin of silence;
 - long audio is cut into pieces, each decoded the same way, without repeating phrases;
 - speech that yields no words, and a language the model does not know, give warnings.
 """
@@ -40,12 +41,34 @@ def plain_fw(service):
 
 @pytest.mark.parametrize("name", ["jfk.flac", "LJ001-0003.flac", "2412-153948-0000.flac", "61-70968-0000.flac",
                                   "diar/trn08.wav", "diar/trn03.wav"])
-def test_short_clip_is_faster_whisper_exactly(service, plain_fw, data_dir, name):
-    """Text and timestamps, whether the speech has quiet around it (2412-153948) or starts at the first frame
-    (61-70968). A 30 s meeting excerpt one sample over 30 s (trn08: 480001 samples) is one Whisper
-    window too: it was cut and levelled as long audio, and came out with phrases said twice. A
-    speaker's restart stays (trn03: "so we had a we had a long problem"): sampled again for
-    its repeat, the text lost the restart and 1-4 words besides."""
+def test_a_clip_of_sentences_is_decoded_untimed_each_sentence_timed_by_its_words(service, plain_fw, data_dir, name):
+    """Whisper's text without timestamp tokens (faster-whisper's without_timestamps, beam 5 at
+    temperature 0), each sentence a segment timed by its words, within the clip and in order,
+    whether the speech has quiet around it (2412-153948) or starts at the first frame
+    (61-70968). A 30 s meeting excerpt one sample over 30 s (trn08: 480001 samples) is one
+    Whisper window too: it was cut and levelled as long audio, and came out with phrases said
+    twice. A speaker's restart stays (trn03: "so we had a we had a long problem"): sampled
+    again for its repeat, the text lost the restart and 1-4 words besides."""
+    audio = load_audio(data_dir / name)
+    [expected] = plain_fw.transcribe(audio.samples, beam_size=5, temperature=0.0, without_timestamps=True)[0]
+    t = service.transcribe(audio, use_cache=False)
+    assert t.text.split() == expected.text.split()
+    assert [s.temperature for s in t.segments] == [0.0] * len(t.segments)
+    assert all(0 <= s.start < s.end <= audio.duration for s in t.segments)
+    assert all(a.end <= b.start for a, b in zip(t.segments, t.segments[1:]))
+    sentences = [s.text for s in t.segments]
+    assert all(x.endswith((".", "?", "!")) for x in sentences[:-1])
+    if name == "diar/trn03.wav":
+        assert "we had a we had a long problem" in t.text.lower()
+
+
+@pytest.mark.parametrize("name", ["meetings/trn07.flac", "meetings/trn04.flac"])
+def test_a_clip_the_untimed_decoding_fails_is_faster_whisper_exactly(service, plain_fw, data_dir, name):
+    """Untimed, Whisper's greedy text of trn07 (a meeting's crosstalk) fails faster-whisper's
+    confidence gate, and its ladder ended at a sample at 1.0 ("Alright, so I'll put it in the
+    middle."); trn04's stops before the last phrase, spoken in the clip's last 2.2 s ("so if
+    you're back"): the VAD hears speech no sentence reaches. Either way the clip is decoded as
+    faster-whisper decodes it, timestamps and ladder: its text and times exactly."""
     audio = load_audio(data_dir / name)
     expected = list(plain_fw.transcribe(audio.samples, beam_size=5)[0])
     t = service.transcribe(audio, use_cache=False)
@@ -72,14 +95,15 @@ def test_a_clip_far_too_quiet_is_heard_levelled(service, plain_fw, data_dir):
     plain = " ".join(s.text for s in plain_fw.transcribe(down.samples, beam_size=5)[0])
     t = service.transcribe(down, use_cache=False)
     assert wer([reference], [plain]) > 0.1 and wer([reference], [t.text]) == 0
-    assert 10.5 < t.segments[-1].end <= jfk.duration  # timed on the clip, as recorded
+    assert 10.0 < t.segments[-1].end <= jfk.duration  # timed on the clip, as recorded
 
 
-@pytest.mark.parametrize("name", ["fleurs-de-001.ogg", "fleurs-en-003.ogg"])
+@pytest.mark.parametrize("name", ["fleurs-de-001.ogg", "jfk.flac"])
 def test_a_short_clip_of_unknown_language_is_encoded_once(service, data_dir, monkeypatch, name):
     """faster-whisper encodes a clip's first window to detect its language, then again to decode
-    it. harken detects on the window it decodes and encodes it once: the same text, language
-    and (within Whisper's own wobble) probability as faster-whisper, one encoder pass fewer."""
+    it. harken detects on the window it decodes and encodes it once (its words timed on the same
+    encoder output): the same text (untimed), language and (within Whisper's own wobble)
+    probability as faster-whisper, one encoder pass fewer."""
     from faster_whisper import WhisperModel
 
     from harken.engines.whisper_model import Model
@@ -93,10 +117,10 @@ def test_a_short_clip_of_unknown_language_is_encoded_once(service, data_dir, mon
     monkeypatch.setattr(WhisperModel, "encode", lambda self, f: (theirs if self is plain else []).append(1) or encode(self, f))
     # Every encoder pass of harken's, on its workers or its whole-cores copy, goes through _encode.
     monkeypatch.setattr(Model, "_encode", lambda self, f: mine.append(1) or harkens(self, f))
-    segments, info = plain.transcribe(audio.samples, beam_size=5)
+    segments, info = plain.transcribe(audio.samples, beam_size=5, temperature=0.0, without_timestamps=True)
     expected = " ".join(s.text.strip() for s in segments)
     t = service.transcribe(audio, model="whisper-base", use_cache=False)
-    assert (t.text, t.language) == (expected, info.language)
+    assert (t.text.split(), t.language) == (expected.split(), info.language)
     assert t.language_probability == pytest.approx(info.language_probability, abs=0.02)
     assert len(mine) == len(theirs) - 1
 
@@ -123,8 +147,9 @@ def test_a_lone_clip_is_encoded_with_every_core_and_long_windows_on_the_workers(
     monkeypatch.setattr(model, "_whole", counted)
     audio = load_audio(data_dir / "jfk.flac")
     t = service.transcribe(audio, use_cache=False)
-    expected = " ".join(s.text.strip() for s in plain_fw.transcribe(audio.samples, beam_size=5)[0])
-    assert counted.passes == 1 and t.text == expected
+    untimed = plain_fw.transcribe(audio.samples, beam_size=5, temperature=0.0, without_timestamps=True)[0]
+    expected = " ".join(s.text.strip() for s in untimed)
+    assert counted.passes == 1 and t.text == expected  # its words timed on that same pass
     long = np.concatenate([load_audio(data_dir / n).samples for n in ("jfk.flac", "LJ001-0003.flac", "jfk.flac", "LJ001-0003.flac")])
     t = service.transcribe(Audio(long, "long", SAMPLE_RATE, 1, "raw"), use_cache=False)
     assert counted.passes == 1 and len(t.text.split()) > 60

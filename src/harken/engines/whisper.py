@@ -24,8 +24,9 @@ class WhisperEngine:
     """Transcription, translation and language detection with a CTranslate2 Whisper model.
 
     By default every clip takes the segmented path (engines/whisper_longform.py): a clip of up
-    to 30 s is decoded exactly as faster-whisper decodes it (a word or two under 2 s in a margin
-    of silence, speech far too quiet levelled first), longer ones are cut at pauses and each piece decoded the same way, the pieces
+    to 30 s is one window, decoded untimed with its sentences timed by their words, or exactly as
+    faster-whisper decodes it where that fails (a word or two under 2 s in a margin of silence,
+    speech far too quiet levelled first), longer ones are cut at pauses and each piece decoded the same way, the pieces
     of several clips in parallel on single-threaded CTranslate2 workers. `long_form="sequential"`
     selects faster-whisper's own long-form decoder.
     """
@@ -161,7 +162,7 @@ def fw_segment(seg: Any, index: int = 0, offset: float = 0.0, limit: float = flo
     audio starts) and kept within `floor` and `limit` (the piece's own start and end)."""
 
     def at(t: float) -> float:
-        return round(max(floor, min(offset + t, limit)), 3)
+        return round(float(max(floor, min(offset + t, limit))), 3)
 
     words = None
     if seg.words is not None:

@@ -89,11 +89,28 @@ class Model(WhisperModel):
         self._whole = _whole_cores_copy(*self._copy_of)
         self._workers_warm.set()
 
+    @contextmanager
+    def kept_encoding(self) -> Iterator[None]:
+        """Within: this thread's encoder passes are kept, and the same features encoded again
+        reuse them (a clip decoded untimed, then timed, is encoded once)."""
+        self._ready.kept = []
+        try:
+            yield
+        finally:
+            self._ready.kept = None
+
     def encode(self, features: np.ndarray):
         ready, self._ready.pair = getattr(self._ready, "pair", None), None
-        if ready is not None and ready[0].shape == features.shape and np.array_equal(ready[0], features):
-            return ready[1]
-        return self._encode(features)
+        kept = getattr(self._ready, "kept", None)
+        for pair in ([ready] if ready is not None else []) + (kept or []):
+            if pair[0].shape == features.shape and np.array_equal(pair[0], features):
+                out = pair[1]
+                break
+        else:
+            out = self._encode(features)
+        if kept is not None and not any(p[1] is out for p in kept):
+            kept.append((features, out))
+        return out
 
     def generate_with_fallback(self, encoder_output, prompt: list[int], tokenizer, options):
         width = self.model.num_workers if self._streams <= 1 else 1

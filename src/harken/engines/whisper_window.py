@@ -31,7 +31,7 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["Window", "WindowText", "decode_windows"]
+__all__ = ["Window", "WindowText", "decode_windows", "timed_words"]
 
 log = logging.getLogger("harken.engines")
 
@@ -202,6 +202,30 @@ def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: 
             break
         seek = next_seek
     return segments
+
+
+def timed_words(model, samples: np.ndarray, tokens: Sequence[int], *, language: str, task: str) -> list:
+    """faster-whisper's word timestamps (its alignment, punctuation merged, long words capped at
+    sentence ends) for `tokens` decoded from the first window of `samples`, in s from its start;
+    [] where the model cannot time words. The window is encoded through `model.encode`, so an
+    encoder output kept from its decoding serves (whisper_model.Model.kept_encoding)."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import Word
+
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task=task, language=language)
+    features = model.feature_extractor(samples)
+    frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
+    encoded = model.encode(pad_or_trim(features[:, :frames]))
+    segment = {"seek": 0, "start": 0.0, "end": frames / model.frames_per_second, "tokens": list(tokens)}
+    defaults = _defaults()
+    try:
+        model.add_word_timestamps([[segment]], tokenizer, encoded, frames, defaults["prepend_punctuations"],
+                                  defaults["append_punctuations"], 0.0)
+    except RuntimeError as error:  # CTranslate2: no alignment heads in this conversion
+        _cannot_align(str(error))
+        return []
+    return [Word(**w) for w in segment.get("words", [])]
 
 
 @cache
