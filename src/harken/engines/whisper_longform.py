@@ -75,8 +75,8 @@ from harken.engines.base import EngineTranscript, OnProgress, OnText, Transcribe
 from harken.engines.whisper import fw_segment
 from harken.engines.whisper_window import Window, WindowText, decode_windows, timed_words
 from harken.engines.window_checks import (
-    COMPRESSION_THRESHOLD, COVER_MARGIN_S, LOGPROB_THRESHOLD, MIN_GAP_SPEECH_S, RATE_NEIGHBOURS, REPAIR_GAIN, Decoded, better, gap_warnings,
-    heard, passed_over_speech, repeated_phrase, skipped, slow, unlooped_words, untranscribed,
+    COMPRESSION_THRESHOLD, COVER_MARGIN_S, LOGPROB_THRESHOLD, MIN_GAP_SPEECH_S, RATE_NEIGHBOURS, REPAIR_GAIN, Decoded,
+    better, gap_warnings, heard, passed_over_speech, repeated_phrase, skipped, slow, unlooped_words, untranscribed,
 )
 
 __all__ = ["SegmentedDecoder"]
@@ -261,8 +261,8 @@ class _Run:
         with self.model.kept_encoding():  # the untimed decoding's encoder output serves the timed one
             # (A word or two is decoded timed: untimed, 3 of the 45 FSDD digits came out wrong in
             # each of four runs, WER 0.467 against 0.400.)
-            sentences = SHORT_CLIP_S <= cutter.duration and not _long(cutter)
-            if sentences and tuple(temperatures) == FALLBACK_TEMPERATURES and _untimed_takes(opts):
+            of_sentences = SHORT_CLIP_S <= cutter.duration and not _long(cutter)
+            if of_sentences and tuple(temperatures) == FALLBACK_TEMPERATURES and _untimed_takes(opts):
                 untimed = self._untimed(clip, piece, samples, lead, kwargs)
                 if untimed is not None:
                     return untimed
