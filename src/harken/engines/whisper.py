@@ -26,8 +26,8 @@ class WhisperEngine:
     By default every clip takes the segmented path (engines/whisper_longform.py): a clip of up
     to 30 s is one window, decoded untimed with its sentences timed by their words, or exactly as
     faster-whisper decodes it where that fails (a word or two under 2 s in a margin of silence,
-    speech far too quiet levelled first), longer ones are cut at pauses and each piece decoded the same way, the pieces
-    of several clips in parallel on single-threaded CTranslate2 workers. `long_form="sequential"`
+    speech far too quiet levelled first); longer ones are cut at pauses and packed into windows,
+    the windows of several clips decoded in parallel on single-threaded CTranslate2 workers. `long_form="sequential"`
     selects faster-whisper's own long-form decoder.
     """
 

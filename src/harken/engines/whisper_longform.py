@@ -75,8 +75,8 @@ from harken.engines.base import EngineTranscript, OnProgress, OnText, Transcribe
 from harken.engines.whisper import fw_segment
 from harken.engines.whisper_window import Window, WindowText, decode_windows, timed_words
 from harken.engines.window_checks import (
-    COMPRESSION_THRESHOLD, COVER_MARGIN_S, LOGPROB_THRESHOLD, MIN_GAP_SPEECH_S, RATE_NEIGHBOURS, REPAIR_GAIN, Decoded,
-    better, gap_warnings, heard, passed_over_speech, repeated_phrase, skipped, slow, unlooped_words, untranscribed,
+    COVER_MARGIN_S, LOGPROB_THRESHOLD, MIN_GAP_SPEECH_S, RATE_NEIGHBOURS, REPAIR_GAIN, Decoded, better, failed_gate,
+    gap_warnings, heard, passed_over_speech, repeated_phrase, skipped, slow, unlooped_words, untranscribed,
 )
 
 __all__ = ["SegmentedDecoder"]
@@ -131,7 +131,10 @@ class SegmentedDecoder:
         workers = self.model.model.num_workers
         watches = list(watches) if watches is not None else [None] * len(clips)
         cutters = [Cutter(c, workers=workers) for c in clips]
-        pieces = [c.pieces(max_len=PIECE_MAX_S, min_silence=PIECE_MIN_PAUSE_S) if _long(c) else [Piece(0.0, c.duration)] for c in cutters]
+        pieces = [
+            c.pieces(max_len=PIECE_MAX_S, min_silence=PIECE_MIN_PAUSE_S) if _long(c) else [Piece(0.0, c.duration)]
+            for c in cutters
+        ]
         # A window may join pieces across a change of source where its text can be checked for
         # speech Whisper passed over there.
         checked = _words_timed(options)
@@ -287,7 +290,7 @@ class _Run:
         if len(found) != 1:
             return None  # nothing heard (faster-whisper's no-speech gate): the timed ladder decides
         [segment] = found
-        if segment.avg_logprob < LOGPROB_THRESHOLD or segment.compression_ratio > COMPRESSION_THRESHOLD:
+        if failed_gate(segment):
             return None
         language = self.languages[clip][0] or self.detected[clip][0]
         words = timed_words(self.model, samples, segment.tokens, language=language, task=self.options.task)

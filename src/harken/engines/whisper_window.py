@@ -231,7 +231,8 @@ def timed_words(model, samples: np.ndarray, tokens: Sequence[int], *, language: 
 @cache
 def _cannot_align(reason: str) -> None:
     """Said once a process (per reason): a model that cannot time words."""
-    log.warning("this Whisper model cannot time words (%s): windows joining recordings are decoded again apart", reason)
+    log.warning("this Whisper model cannot time words (%s): windows joining recordings are decoded again apart, "
+                "and clips of one window are decoded with timestamps", reason)
 
 
 def scored(tokenizer, options, result, temperature: float = 0.0):

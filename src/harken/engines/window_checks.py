@@ -19,7 +19,7 @@ from harken.audio.segment import Cutter, Piece, true_runs
 from harken.results import Segment, TranscriptWarning
 
 __all__ = [
-    "Decoded", "better", "gap_warnings", "heard", "passed_over_speech", "repeated_phrase", "skipped", "slow",
+    "Decoded", "better", "failed_gate", "gap_warnings", "heard", "passed_over_speech", "repeated_phrase", "skipped", "slow",
     "speech_inside_a_word", "unlooped_words", "untranscribed",
 ]
 
@@ -116,8 +116,13 @@ def heard(cutter: Cutter, decoded: Decoded, ladder: bool) -> Decoded:
 
 
 def _doubted(segment: Segment, ladder: bool) -> bool:
-    return ((ladder and segment.temperature > 0.0) or segment.avg_logprob < LOGPROB_THRESHOLD
-            or segment.compression_ratio > COMPRESSION_THRESHOLD or segment.no_speech_prob > NO_SPEECH_LIKELY)
+    return (ladder and segment.temperature > 0.0) or failed_gate(segment) or segment.no_speech_prob > NO_SPEECH_LIKELY
+
+
+def failed_gate(segment) -> bool:
+    """faster-whisper's confidence gate on a decoding's figures (a segment, harken's or its own,
+    carries its decoding's): too unlikely, or so repetitive that it looped."""
+    return segment.avg_logprob < LOGPROB_THRESHOLD or segment.compression_ratio > COMPRESSION_THRESHOLD
 
 
 def _speech_near(cutter: Cutter, segment: Segment, piece: Piece, others: Sequence[Segment] = ()) -> bool:
