@@ -51,6 +51,19 @@ def test_cues_without_word_timestamps_split_long_segments_at_punctuation():
     assert any(c.text.endswith("rainbow.") for c in cut)  # broken at the sentence end
 
 
+def test_a_segment_over_two_lines_is_shared_evenly_between_its_cues(service, data_dir):
+    """LJ001-0003 is one 9.4 s sentence read without a pause, so it is cut at its middle
+    (engines/sentences.py), and its second half, "relief for centuries before the wood cutters
+    of the Netherlands by a similar process." (84 characters), is more than two lines of 42.
+    Filled to the last word that fits, the first cue took all but "process.", left a cue of its
+    own for half a second."""
+    t = service.transcribe(data_dir / "LJ001-0003.flac", use_cache=False)
+    cut = cues(t.segments)
+    assert " ".join(c.text for c in cut) == t.text
+    assert all(_readable(list(c.lines), c.end - c.start) for c in cut)
+    assert len(cut) > len(t.segments) and min(len(c.text.split()) for c in cut) >= 4
+
+
 def test_json_has_text_language_segments_timings(long_transcript):
     data = json.loads(format_transcript(long_transcript, "json"))
     assert {"text", "language", "segments", "timings", "duration", "model"} <= set(data)

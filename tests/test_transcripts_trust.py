@@ -19,6 +19,7 @@ import pytest
 from harken import Service, Settings
 from harken.audio import SAMPLE_RATE, Audio, load_audio
 from harken.audio.segment import Cutter, Piece, pack
+from harken.cues import MAX_CUE_S
 from harken.diarization import parse_rttm
 from harken.engines.base import TranscribeOptions
 from harken.engines.whisper_longform import (
@@ -48,7 +49,12 @@ def test_a_clip_of_sentences_is_decoded_untimed_each_sentence_timed_by_its_words
     (61-70968). A 30 s meeting excerpt one sample over 30 s (trn08: 480001 samples) is one
     Whisper window too: it was cut and levelled as long audio, and came out with phrases said
     twice. A speaker's restart stays (trn03: "so we had a we had a long problem"): sampled
-    again for its repeat, the text lost the restart and 1-4 words besides."""
+    again for its repeat, the text lost the restart and 1-4 words besides.
+
+    A sentence longer than a subtitle cue may last is cut where the speaker pauses longest: JFK's
+    first sentence (8 s, without commas untimed) after "Americans", where the VAD hears 1.1 s of
+    crowd and no speech; LJ001-0003 (9.4 s, read without a pause) in its middle, by its words'
+    times."""
     audio = load_audio(data_dir / name)
     [expected] = plain_fw.transcribe(audio.samples, beam_size=5, temperature=0.0, without_timestamps=True)[0]
     t = service.transcribe(audio, use_cache=False)
@@ -56,8 +62,21 @@ def test_a_clip_of_sentences_is_decoded_untimed_each_sentence_timed_by_its_words
     assert [s.temperature for s in t.segments] == [0.0] * len(t.segments)
     assert all(0 <= s.start < s.end <= audio.duration for s in t.segments)
     assert all(a.end <= b.start for a, b in zip(t.segments, t.segments[1:]))
-    sentences = [s.text for s in t.segments]
-    assert all(x.endswith((".", "?", "!")) for x in sentences[:-1])
+    assert all(s.end - s.start <= MAX_CUE_S for s in t.segments)
+    sentences, sentence = [], []
+    for s in t.segments:  # each a sentence, or a part of one too long for a cue
+        sentence.append(s)
+        if s.text.endswith((".", "?", "!")) or s is t.segments[-1]:
+            sentences.append(sentence)
+            sentence = []
+    assert all(len(x) == 1 or x[-1].end - x[0].start > MAX_CUE_S for x in sentences)
+    cutter = Cutter(audio.samples)
+    if name == "jfk.flac":
+        assert t.segments[0].text.rstrip(",") == "And so my fellow Americans"
+        assert cutter.longest_pause(t.segments[0].end - 0.2, t.segments[0].end + 1.2) > 0.8  # the cut is at it
+    if name == "LJ001-0003.flac":
+        parts = [s for s in t.segments if not s.text.endswith(".")]
+        assert parts and all(s.end - s.start > 3 for s in t.segments)
     if name == "diar/trn03.wav":
         assert "we had a we had a long problem" in t.text.lower()
 

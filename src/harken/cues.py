@@ -111,7 +111,7 @@ def _split(words: list[_Word], tag: str = "") -> list[list[_Word]]:
         while n < len(rest) and _fits(rest[: n + 1], tag):
             n += 1
         if n < len(rest):
-            n = _best_break(rest[:n])
+            n = _best_break(rest[:n], rest[n:], tag)
         while 1 < n < len(rest) and not rest[n].spaced:  # never inside a hyphenated word
             n -= 1
         groups.append(rest[:n])
@@ -119,11 +119,15 @@ def _split(words: list[_Word], tag: str = "") -> list[list[_Word]]:
     return groups
 
 
-def _best_break(group: list[_Word]) -> int:
-    """How many words of a full group to keep: up to a sentence end or comma in its second half."""
+def _best_break(group: list[_Word], after: list[_Word], tag: str) -> int:
+    """How many words of a full group to keep: up to a sentence end or comma in its second half;
+    else, where what is left would fit one more cue, as evenly as both can be (filled to the
+    last word that fits, "... by a similar" left "process." a cue of its own)."""
     half = len(group) // 2
     for ends in (_SENTENCE_END, _CLAUSE_END):
         for k in range(len(group), max(half, 1) - 1, -1):
             if group[k - 1].text.endswith(ends):
                 return k
-    return len(group)
+    whole = group + after
+    evens = [k for k in range(1, len(group) + 1) if _fits(whole[k:], tag)]
+    return min(evens, key=lambda k: abs(len(_join(whole[:k])) - len(_join(whole[k:]))), default=len(group))

@@ -228,6 +228,14 @@ class Cutter:
         k = int(np.searchsorted(starts, i, side="right")) - 1
         return float(ends[k] - starts[k]) / _FPS if k >= 0 and i < ends[k] else 0.0
 
+    def longest_pause(self, start: float, end: float) -> float:
+        """The longest stretch (s) between `start` and `end` s where the VAD hears no speech: where
+        a speaker paused, even over a noisy room (the cutter's own test for quiet, which also
+        wants the level down, finds no pause in JFK's speech over the crowd)."""
+        heard = self.speech(Piece(max(0.0, start), min(self.duration, end)))
+        runs = true_runs(~heard)
+        return max((b - a for a, b in runs), default=0) / _FPS
+
     @cached_property
     def _pauses(self) -> tuple[np.ndarray, np.ndarray]:
         """Start and end frames of every run of quiet frames, once per clip."""

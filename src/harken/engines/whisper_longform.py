@@ -72,6 +72,7 @@ import numpy as np
 from harken.audio import SAMPLE_RATE
 from harken.audio.segment import Cutter, Piece, pack
 from harken.engines.base import EngineTranscript, OnProgress, OnText, TranscribeOptions, Watch
+from harken.engines.sentences import sentences
 from harken.engines.whisper import fw_segment
 from harken.engines.whisper_window import Window, WindowText, decode_windows, timed_words
 from harken.engines.window_checks import (
@@ -297,9 +298,11 @@ class _Run:
         if not words:
             return None
         segment = replace(segment, words=words)
-        sentences = _sentences(segment, self.model.hf_tokenizer, words=self.options.word_timestamps)
-        out = tuple(fw_segment(s, 0, piece.start - lead, piece.end, piece.start) for s in sentences if s.text.strip())
-        if not out or untranscribed(self.cutters[clip], piece, out, MIN_GAP_SPEECH_S):
+        cutter, at = self.cutters[clip], piece.start - lead  # words are timed from `samples`' start
+        parts = sentences(segment, self.model.hf_tokenizer, lambda a, b: cutter.longest_pause(at + a, at + b),
+                          words=self.options.word_timestamps)
+        out = tuple(fw_segment(s, 0, at, piece.end, piece.start) for s in parts if s.text.strip())
+        if not out or untranscribed(cutter, piece, out, MIN_GAP_SPEECH_S):
             return None
         return Decoded(clip, piece, out)
 
@@ -322,27 +325,6 @@ def _untimed_takes(options: TranscribeOptions) -> bool:
     are not timed against the speech), on faster-whisper's ladder from temperature 0, without its
     VAD option (that cuts the clip itself)."""
     return options.task == "transcribe" and options.temperature == 0.0 and not options.vad_filter
-
-
-_SENTENCE_END = (".", "?", "!", "。", "？", "！")
-
-
-def _sentences(segment, tokenizer, *, words: bool):
-    """A faster-whisper segment cut into one per sentence, each timed by its words (kept if `words`)."""
-    groups, group = [], []
-    for w in segment.words:
-        group.append(w)
-        if w.word.strip().endswith(_SENTENCE_END):
-            groups.append(group)
-            group = []
-    if group:
-        groups.append(group)
-    out = []
-    for g in groups:
-        text = "".join(w.word for w in g)
-        out.append(replace(segment, start=g[0].start, end=g[-1].end, text=text,
-                           tokens=tokenizer.encode(text, add_special_tokens=False).ids, words=list(g) if words else None))
-    return out
 
 
 def _words_timed(options: TranscribeOptions) -> bool:

@@ -1,0 +1,72 @@
+"""An untimed decoding's text as segments: one per sentence, each timed by its words.
+
+Whisper decoded without timestamp tokens gives one text for its window. Its words are timed by
+faster-whisper's alignment (engines/whisper_window.py, timed_words), and each sentence becomes
+a segment from its first word to its last. A sentence longer than a subtitle cue may last
+(cues.MAX_CUE_S) is cut where the speaker pauses longest, as Whisper's own timestamps would
+have cut it: a cue cut at a share of the text's length ended mid-phrase ("what your country
+can | do for you", "may justly | be considered") at times no word was said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from harken.cues import MAX_CUE_S
+
+__all__ = ["sentences"]
+
+_SENTENCE_END = (".", "?", "!", "。", "？", "！")
+_CLAUSE_END = (",", ";", ":", "，", "、")
+# A pause shorter than this is a breath within a phrase, no place to cut (the cutter's own
+# shortest pause between pieces, whisper_longform.PIECE_MIN_PAUSE_S).
+MIN_PAUSE_S = 0.15
+MIN_PART_S = 1.0  # no part of a cut sentence shorter than this: a word or two is no cue
+
+
+def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, words: bool) -> list:
+    """A faster-whisper segment with words, cut into one per sentence (or part of one, above),
+    each timed by its words and keeping them if `words`. `pause(a, b)` is the longest pause (s)
+    in the audio between a and b s."""
+    groups, group = [], []
+    for w in segment.words:
+        group.append(w)
+        if w.word.strip().endswith(_SENTENCE_END):
+            groups.append(group)
+            group = []
+    if group:
+        groups.append(group)
+    out = []
+    for part in (p for g in groups for p in _readable(g, pause)):
+        text = "".join(w.word for w in part)
+        out.append(replace(segment, start=part[0].start, end=part[-1].end, text=text,
+                           tokens=tokenizer.encode(text, add_special_tokens=False).ids, words=list(part) if words else None))
+    return out
+
+
+def _readable(group: list, pause: Callable[[float, float], float]) -> list[list]:
+    """A sentence as parts of at most MAX_CUE_S, cut at its longest pause (measured between the
+    middles of the words either side: alignment gives a pause to one of them), else after a
+    comma, else at the middle; no part under MIN_PART_S."""
+    if group[-1].end - group[0].start <= MAX_CUE_S:
+        return [group]
+    start, end = group[0].start, group[-1].end
+    cuts = [i for i in range(1, len(group)) if group[i].start - start >= MIN_PART_S and end - group[i - 1].end >= MIN_PART_S]
+    if not cuts:
+        return [group]
+    middle = (start + end) / 2
+
+    def quiet(i: int) -> float:
+        return pause((group[i - 1].start + group[i - 1].end) / 2, (group[i].start + group[i].end) / 2)
+
+    def off_middle(i: int) -> float:
+        return abs(group[i].start - middle)
+
+    paused = [i for i in cuts if quiet(i) >= MIN_PAUSE_S]
+    clauses = [i for i in cuts if group[i - 1].word.strip().endswith(_CLAUSE_END)]
+    if paused:
+        k = max(paused, key=lambda i: (quiet(i), -off_middle(i)))
+    else:
+        k = min(clauses or cuts, key=off_middle)
+    return _readable(group[:k], pause) + _readable(group[k:], pause)
