@@ -292,6 +292,27 @@ def test_segments_have_real_timestamps(service, data_dir):
     assert max(s.end - s.start for s in t.segments) < 15
 
 
+def test_a_long_segment_of_whisper_s_own_is_cut_at_the_speaker_s_pauses(service, data_dir, references):
+    """Whisper's timestamps on long audio give a segment of 8-12 s now and then. On four clips
+    joined (44 s): JFK's "And so, my fellow Americans ask not what your country can do for you,
+    ask what you can" (8.9 s), LJ001-0003's whole sentence (10 s), 2412-153948-0000's (8 s).
+    Each is cut where the speaker pauses, timed by the window's words: "And so, my fellow
+    Americans" ends where JFK pauses for 1.1 s. The parts span exactly their segment's time, and
+    the text is Whisper's."""
+    names = ["LJ001-0001.flac", "jfk.flac", "LJ001-0003.flac", "2412-153948-0000.flac"]
+    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    samples = np.concatenate([x for n in names for x in (load_audio(data_dir / n).samples, pause)])
+    t = service.transcribe(Audio(samples, "join", SAMPLE_RATE, 1, "raw"), use_cache=False)
+    assert all(0 < s.end - s.start <= MAX_CUE_S for s in t.segments)
+    assert all(a.end <= b.start for a, b in zip(t.segments, t.segments[1:]))
+    texts = [s.text for s in t.segments]
+    assert "And so, my fellow Americans" in texts
+    americans = t.segments[texts.index("And so, my fellow Americans")]
+    assert Cutter(samples).longest_pause(americans.end - 0.3, americans.end + 1.0) > 0.8
+    reference = " ".join(references[n]["reference"] for n in names)
+    assert wer([reference], [t.text]) < 0.08
+
+
 def test_long_join_holds_no_repeated_phrase_and_every_clip(service, data_dir, references):
     names = ["jfk.flac", "61-70968-0000.flac", "2412-153948-0000.flac", "LJ001-0001.flac", "LJ001-0003.flac",
              "fleurs-en-003.ogg"] * 2

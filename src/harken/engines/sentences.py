@@ -1,11 +1,14 @@
-"""An untimed decoding's text as segments: one per sentence, each timed by its words.
+"""Segments a reader can follow: an untimed decoding's text one per sentence, each timed by
+its words, and a timed segment too long for a subtitle cue cut the same way.
 
 Whisper decoded without timestamp tokens gives one text for its window. Its words are timed by
 faster-whisper's alignment (engines/whisper_window.py, timed_words), and each sentence becomes
 a segment from its first word to its last. A sentence longer than a subtitle cue may last
 (cues.MAX_CUE_S) is cut where the speaker pauses longest, as Whisper's own timestamps would
 have cut it: a cue cut at a share of the text's length ended mid-phrase ("what your country
-can | do for you", "may justly | be considered") at times no word was said.
+can | do for you", "may justly | be considered") at times no word was said. Whisper's own
+timestamps, on long audio, also give segments of up to 12 s now and then (7 of 78 on 5 min
+of the joined read clips); those are cut the same way (`phrases`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
+
 from harken.cues import MAX_CUE_S
 
-__all__ = ["sentences"]
+__all__ = ["phrases", "sentences"]
 
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 _CLAUSE_END = (",", ";", ":", "，", "、")
@@ -25,10 +30,12 @@ MIN_PAUSE_S = 0.15
 MIN_PART_S = 1.0  # no part of a cut sentence shorter than this: a word or two is no cue
 
 
-def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, words: bool) -> list:
+def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, words: bool,
+              longest: float = MAX_CUE_S) -> list:
     """A faster-whisper segment with words, cut into one per sentence (or part of one, above),
-    each timed by its words and keeping them if `words`. `pause(a, b)` is the longest pause (s)
-    in the audio between a and b s."""
+    each timed by its words and keeping them if `words`; a sentence whose words last longer
+    than `longest` s is cut. `pause(a, b)` is the longest pause (s) in the audio between a and
+    b s."""
     groups, group = [], []
     for w in segment.words:
         group.append(w)
@@ -38,18 +45,32 @@ def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, wor
     if group:
         groups.append(group)
     out = []
-    for part in (p for g in groups for p in _readable(g, pause)):
+    for part in (p for g in groups for p in _readable(g, pause, longest)):
         text = "".join(w.word for w in part)
         out.append(replace(segment, start=part[0].start, end=part[-1].end, text=text,
                            tokens=tokenizer.encode(text, add_special_tokens=False).ids, words=list(part) if words else None))
     return out
 
 
-def _readable(group: list, pause: Callable[[float, float], float]) -> list[list]:
-    """A sentence as parts of at most MAX_CUE_S, cut at its longest pause (measured between the
+def phrases(segment, words: list, tokenizer, pause: Callable[[float, float], float]) -> list:
+    """A timed segment that lasts longer than a cue, cut as `sentences` cuts (its `words` timed
+    in the same clock), its parts together spanning exactly the segment's own times: they meet
+    where the next part's first word starts."""
+    if segment.end - segment.start <= MAX_CUE_S or "".join(w.word for w in words).strip() != segment.text.strip():
+        return [segment]  # (words from a joint alignment may have taken a mark from the next segment)
+    # The parts' times reach out to the segment's own, past its first and last words.
+    slack = max(0.0, (segment.end - segment.start) - (words[-1].end - words[0].start))
+    parts = sentences(replace(segment, words=words), tokenizer, pause, words=False, longest=MAX_CUE_S - slack)
+    edges = [segment.start] + [min(max(p.start, segment.start), segment.end) for p in parts[1:]] + [segment.end]
+    edges = list(np.maximum.accumulate(edges))  # in order, whatever the alignment gave
+    return [replace(p, start=a, end=b) for p, a, b in zip(parts, edges, edges[1:])]
+
+
+def _readable(group: list, pause: Callable[[float, float], float], longest: float) -> list[list]:
+    """A sentence as parts of at most `longest` s, cut at its longest pause (measured between the
     middles of the words either side: alignment gives a pause to one of them), else after a
     comma, else at the middle; no part under MIN_PART_S."""
-    if group[-1].end - group[0].start <= MAX_CUE_S:
+    if group[-1].end - group[0].start <= longest:
         return [group]
     start, end = group[0].start, group[-1].end
     cuts = [i for i in range(1, len(group)) if group[i].start - start >= MIN_PART_S and end - group[i - 1].end >= MIN_PART_S]
@@ -69,4 +90,4 @@ def _readable(group: list, pause: Callable[[float, float], float]) -> list[list]
         k = max(paused, key=lambda i: (quiet(i), -off_middle(i)))
     else:
         k = min(clauses or cuts, key=off_middle)
-    return _readable(group[:k], pause) + _readable(group[k:], pause)
+    return _readable(group[:k], pause, longest) + _readable(group[k:], pause, longest)

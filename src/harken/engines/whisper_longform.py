@@ -56,6 +56,8 @@ window). Then checks on every window (engines/window_checks.py):
 
 On every clip, short or long, a segment goes when the VAD hears no speech in its time and
 Whisper doubts it too (window_checks.heard): Whisper writing words into a pause or a quiet room.
+A window's segment longer than a subtitle cue is cut at its sentence ends and the speaker's
+pauses, timed by the window's words (engines/sentences.py), as an untimed clip's sentences are.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ import numpy as np
 
 from harken.audio import SAMPLE_RATE
 from harken.audio.segment import Cutter, Piece, pack
+from harken.cues import MAX_CUE_S
 from harken.engines.base import EngineTranscript, OnProgress, OnText, TranscribeOptions, Watch
-from harken.engines.sentences import sentences
+from harken.engines.sentences import phrases, sentences
 from harken.engines.whisper import fw_segment
 from harken.engines.whisper_window import Window, WindowText, decode_windows, timed_words
 from harken.engines.window_checks import (
@@ -237,10 +240,26 @@ class _Run:
         stretch = _words_timed(opts)
 
         def decoded(p: Piece, w: WindowText, segments: list) -> Decoded:
-            kept = tuple(fw_segment(s, 0, p.start, p.end) for s in segments if s.text.strip())
+            shown = self._phrased(clip, p, segments, w) if stretch else segments
+            kept = tuple(fw_segment(s, 0, p.start, p.end) for s in shown if s.text.strip())
             return Decoded(clip, p, kept, passed_over_speech(cutter, p, segments, w.align, stretch=stretch))
 
         return [(decoded(p, w, w.segments), lambda t, p=p, w=w: decoded(p, w, w.again(t))) for p, w in zip(pieces, found)]
+
+    def _phrased(self, clip: int, window: Piece, segments: list, w: WindowText) -> list:
+        """A window's segments, any that lasts longer than a subtitle cue cut at its sentence
+        ends and the speaker's pauses (engines/sentences.py), timed by the window's words."""
+        if all(s.end - s.start <= MAX_CUE_S for s in segments):
+            return segments
+        words = w.words([s.tokens for s in segments])
+        if words is None:
+            return segments
+        cutter = self.cutters[clip]
+
+        def pause(a: float, b: float) -> float:
+            return cutter.longest_pause(window.start + a, window.start + b)
+
+        return [x for s, found in zip(segments, words) for x in phrases(s, found, self.model.hf_tokenizer, pause)]
 
     def _temperatures(self) -> tuple[float, ...]:
         """faster-whisper's fallback ladder, or the one temperature the caller asked for."""

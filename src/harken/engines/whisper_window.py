@@ -61,6 +61,11 @@ class WindowText:
     # word lasts until the next begins, so speech the text passed over lies inside some word.
     # None where the model cannot time words (a conversion without alignment heads).
     align: Callable[[Sequence[int]], list[tuple[float, float]] | None]
+    # The same alignment as words, for texts of this window (each its segment's tokens) aligned
+    # together: faster-whisper Words per text (each word its tokens' text, punctuation with it),
+    # None where the model cannot time words or the texts cannot be aligned. One alignment
+    # serves both, so a window timed for passed-over speech costs nothing more here.
+    words: Callable[[Sequence[Sequence[int]]], list[list] | None]
 
 
 def decode_windows(model, windows: Sequence[Window], *, language: str, task: str, beam_size: int,
@@ -90,26 +95,65 @@ def decode_windows(model, windows: Sequence[Window], *, language: str, task: str
 
         return decode
 
-    def aligned(n: int, enc) -> Callable[[Sequence[int]], list[tuple[float, float]] | None]:
-        def align(tokens: Sequence[int]) -> list[tuple[float, float]] | None:
-            text = [t for t in tokens if t < tokenizer.eot]  # timestamps out, as faster-whisper does
-            # The decoder has positions for max_length tokens, the prompt and end included: a
-            # window's text (with resumes) can hold more only by looping, and is not timed.
-            if not text or len(tokenizer.sot_sequence) + len(text) + 2 > model.max_length:
-                return []
+    def aligned(n: int, enc) -> _Aligner:
+        return _Aligner(model, tokenizer, enc, n)
+
+    out = []
+    for w, n, enc, prompt, first in zip(windows, frames, encoded, prompts, firsts):
+        aligner = aligned(n, enc)
+        out.append(WindowText(_window(model, tokenizer, options, w, n, enc, prompt, first), again(w, n, enc),
+                              aligner.times, aligner.words))
+    return out
+
+
+class _Aligner:
+    """Whisper's cross-attention alignment of a window's text on its kept encoder output
+    (faster-whisper's find_alignment), computed once per text."""
+
+    def __init__(self, model, tokenizer, encoded, frames: int) -> None:
+        self.model, self.tokenizer, self.encoded, self.frames = model, tokenizer, encoded, frames
+        self.found: dict[tuple[int, ...], list[dict] | None] = {}
+
+    def _words(self, tokens: Sequence[int]) -> list[dict] | None:
+        text = tuple(t for t in tokens if t < self.tokenizer.eot)  # timestamps out, as faster-whisper does
+        # The decoder has positions for max_length tokens, the prompt and end included: a
+        # window's text (with resumes) can hold more only by looping, and is not timed.
+        if not text or len(self.tokenizer.sot_sequence) + len(text) + 2 > self.model.max_length:
+            return []
+        if text not in self.found:
             try:
-                words = model.find_alignment(tokenizer, [text], enc, n)[0]
+                self.found[text] = self.model.find_alignment(self.tokenizer, [list(text)], self.encoded, self.frames)[0]
             except RuntimeError as error:  # CTranslate2: no alignment heads in this conversion
                 _cannot_align(str(error))
-                return None
-            return [(float(w["start"]), float(w["end"])) for w in words]
+                self.found[text] = None
+        return self.found[text]
 
-        return align
+    def times(self, tokens: Sequence[int]) -> list[tuple[float, float]] | None:
+        words = self._words(tokens)
+        return None if words is None else [(float(w["start"]), float(w["end"])) for w in words]
 
-    return [
-        WindowText(_window(model, tokenizer, options, w, n, enc, prompt, first), again(w, n, enc), aligned(n, enc))
-        for w, n, enc, prompt, first in zip(windows, frames, encoded, prompts, firsts)
-    ]
+    def words(self, texts: Sequence[Sequence[int]]) -> list[list] | None:
+        from faster_whisper.transcribe import Word, merge_punctuations
+
+        texts = [[t for t in text if t < self.tokenizer.eot] for text in texts]
+        found = self._words([t for text in texts for t in text])
+        if not found:
+            return None
+        found = [dict(w) for w in found]  # merged as faster-whisper merges them; `times` keeps them apart
+        defaults = _defaults()
+        merge_punctuations(found, defaults["prepend_punctuations"], defaults["append_punctuations"])
+        out, k = [], 0
+        for text in texts:  # each text takes the words its tokens make
+            mine, taken = [], 0
+            while k < len(found) and taken < len(text):
+                w = found[k]
+                if w["word"]:
+                    mine.append(Word(round(float(w["start"]), 3), round(float(w["end"]), 3), w["word"],
+                                     float(w["probability"])))
+                taken += len(w["tokens"])
+                k += 1
+            out.append(mine)
+        return out
 
 
 class _Prompt:
