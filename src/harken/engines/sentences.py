@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-import numpy as np
 
 from harken.cues import MAX_CUE_S
 
@@ -55,14 +54,18 @@ def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, wor
 def phrases(segment, words: list, tokenizer, pause: Callable[[float, float], float]) -> list:
     """A timed segment that lasts longer than a cue, cut as `sentences` cuts (its `words` timed
     in the same clock), its parts together spanning exactly the segment's own times: they meet
-    where the next part's first word starts."""
-    if segment.end - segment.start <= MAX_CUE_S or "".join(w.word for w in words).strip() != segment.text.strip():
+    where the next part's first word starts. The segment as it is where it cannot be cut so."""
+    if segment.end - segment.start <= MAX_CUE_S or not words:
+        return [segment]
+    if "".join(w.word for w in words).strip() != segment.text.strip():
         return [segment]  # (words from a joint alignment may have taken a mark from the next segment)
-    # The parts' times reach out to the segment's own, past its first and last words.
-    slack = max(0.0, (segment.end - segment.start) - (words[-1].end - words[0].start))
-    parts = sentences(replace(segment, words=words), tokenizer, pause, words=False, longest=MAX_CUE_S - slack)
-    edges = [segment.start] + [min(max(p.start, segment.start), segment.end) for p in parts[1:]] + [segment.end]
-    edges = list(np.maximum.accumulate(edges))  # in order, whatever the alignment gave
+    # The first and last parts reach out to the segment's own times, past their words.
+    slack = max(0.0, words[0].start - segment.start, segment.end - words[-1].end)
+    longest = max(MAX_CUE_S / 2, MAX_CUE_S - slack)
+    parts = sentences(replace(segment, words=words), tokenizer, pause, words=False, longest=longest)
+    edges = [segment.start] + [p.start for p in parts[1:]] + [segment.end]
+    if len(parts) == 1 or any(b - a < MIN_PART_S / 2 for a, b in zip(edges, edges[1:])):
+        return [segment]  # (alignment put words past Whisper's own times)
     return [replace(p, start=a, end=b) for p, a, b in zip(parts, edges, edges[1:])]
 
 
@@ -73,7 +76,10 @@ def _readable(group: list, pause: Callable[[float, float], float], longest: floa
     if group[-1].end - group[0].start <= longest:
         return [group]
     start, end = group[0].start, group[-1].end
-    cuts = [i for i in range(1, len(group)) if group[i].start - start >= MIN_PART_S and end - group[i - 1].end >= MIN_PART_S]
+    # Only between words ("well-known" and "1,000" come as two words, the second unspaced; so
+    # do the words of a language written without spaces, whose sentences are left whole).
+    cuts = [i for i in range(1, len(group)) if group[i].word.startswith(" ")
+            and group[i].start - start >= MIN_PART_S and end - group[i - 1].end >= MIN_PART_S]
     if not cuts:
         return [group]
     middle = (start + end) / 2

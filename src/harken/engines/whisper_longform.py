@@ -156,7 +156,7 @@ class SegmentedDecoder:
         out = []
         for i, clip in enumerate(clips):
             done = decoded[i]
-            segments = tuple(replace(s, id=k) for k, s in enumerate(s for d in done for s in d.segments))
+            segments = tuple(replace(s, id=k) for k, s in enumerate(s for d in done for s in d.shown))
             language, probability = languages[i]
             if language is None or probability is None:
                 language, probability = run.detected.get(i, ("en", 1.0))
@@ -240,26 +240,32 @@ class _Run:
         stretch = _words_timed(opts)
 
         def decoded(p: Piece, w: WindowText, segments: list) -> Decoded:
-            shown = self._phrased(clip, p, segments, w) if stretch else segments
-            kept = tuple(fw_segment(s, 0, p.start, p.end) for s in shown if s.text.strip())
-            return Decoded(clip, p, kept, passed_over_speech(cutter, p, segments, w.align, stretch=stretch))
+            said = [s for s in segments if s.text.strip()]
+            phrases = self._phrased(clip, p, said, w) if stretch else None
+            return Decoded(
+                clip, p, tuple(fw_segment(s, 0, p.start, p.end) for s in said),
+                passed_over_speech(cutter, p, segments, w.align, stretch=stretch),
+                phrases=None if phrases is None else tuple(tuple(fw_segment(x, 0, p.start, p.end) for x in parts)
+                                                            for parts in phrases),
+            )
 
         return [(decoded(p, w, w.segments), lambda t, p=p, w=w: decoded(p, w, w.again(t))) for p, w in zip(pieces, found)]
 
-    def _phrased(self, clip: int, window: Piece, segments: list, w: WindowText) -> list:
-        """A window's segments, any that lasts longer than a subtitle cue cut at its sentence
-        ends and the speaker's pauses (engines/sentences.py), timed by the window's words."""
+    def _phrased(self, clip: int, window: Piece, segments: list, w: WindowText) -> list[list] | None:
+        """How a window's segments are shown: each as its parts, any that lasts longer than a
+        subtitle cue cut at its sentence ends and the speaker's pauses (engines/sentences.py),
+        timed by the window's words; None where every segment stays as it is."""
         if all(s.end - s.start <= MAX_CUE_S for s in segments):
-            return segments
+            return None
         words = w.words([s.tokens for s in segments])
         if words is None:
-            return segments
+            return None
         cutter = self.cutters[clip]
 
         def pause(a: float, b: float) -> float:
             return cutter.longest_pause(window.start + a, window.start + b)
 
-        return [x for s, found in zip(segments, words) for x in phrases(s, found, self.model.hf_tokenizer, pause)]
+        return [phrases(s, found, self.model.hf_tokenizer, pause) for s, found in zip(segments, words)]
 
     def _temperatures(self) -> tuple[float, ...]:
         """faster-whisper's fallback ladder, or the one temperature the caller asked for."""

@@ -61,6 +61,15 @@ class Decoded:
     passed_over: Piece | None = None
     # A phrase the text still says again close by after faster-whisper's fallback was tried.
     loop: str | None = None
+    # How each segment is shown, where one is cut into parts a reader can follow
+    # (engines/sentences.py): its parts, one tuple per segment. Every check judges `segments`,
+    # Whisper's own; the parts hold the same words over the same time.
+    phrases: tuple[tuple[Segment, ...], ...] | None = None
+
+    @property
+    def shown(self) -> tuple[Segment, ...]:
+        """The segments as the transcript gives them."""
+        return self.segments if self.phrases is None else tuple(p for parts in self.phrases for p in parts)
 
     @property
     def text(self) -> str:
@@ -108,11 +117,14 @@ def heard(cutter: Cutter, decoded: Decoded, ladder: bool) -> Decoded:
     not loses only those the VAD hears nothing in.) A doubted segment without a word goes too,
     whatever the VAD hears: "..." sampled at 1.0 over the last syllable of a window says nothing.
     """
-    kept = tuple(
-        s for s in decoded.segments
-        if not (_doubted(s, ladder) and (not _WORD.search(s.text) or not _speech_near(cutter, s, decoded.piece, decoded.segments)))
-    )
-    return decoded if len(kept) == len(decoded.segments) else replace(decoded, segments=kept)
+    keep = [
+        not (_doubted(s, ladder) and (not _WORD.search(s.text) or not _speech_near(cutter, s, decoded.piece, decoded.segments)))
+        for s in decoded.segments
+    ]
+    if all(keep):
+        return decoded
+    phrases = None if decoded.phrases is None else tuple(p for p, k in zip(decoded.phrases, keep) if k)
+    return replace(decoded, segments=tuple(s for s, k in zip(decoded.segments, keep) if k), phrases=phrases)
 
 
 def _doubted(segment: Segment, ladder: bool) -> bool:
