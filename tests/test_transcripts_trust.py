@@ -79,18 +79,30 @@ def test_a_clip_of_sentences_is_decoded_untimed_each_sentence_timed_by_its_words
 
 
 @pytest.mark.parametrize("name", ["meetings/trn07.flac", "meetings/trn04.flac"])
-def test_a_clip_the_untimed_decoding_fails_is_faster_whisper_exactly(service, plain_fw, data_dir, name):
+def test_a_clip_the_untimed_decoding_fails_is_faster_whisper_s_text(service, plain_fw, data_dir, name):
     """Untimed, Whisper's greedy text of trn07 (a meeting's crosstalk) fails faster-whisper's
     confidence gate, and its ladder ended at a sample at 1.0 ("Alright, so I'll put it in the
     middle."); trn04's stops before the last phrase, spoken in the clip's last 2.2 s ("so if
     you're back"): the VAD hears speech no sentence reaches. Either way the clip is decoded as
-    faster-whisper decodes it, timestamps and ladder: its text and times exactly."""
+    faster-whisper decodes it, timestamps and ladder: its text exactly, and its times where a
+    segment lasts no longer than a subtitle cue. A longer one is timed by its words and cut at
+    its sentences and pauses: trn04's first (0-20.5 s) holds 16 s of a quiet room before "Can
+    you just remind me", and comes back from 16.1 s."""
     audio = load_audio(data_dir / name)
     expected = list(plain_fw.transcribe(audio.samples, beam_size=5)[0])
     t = service.transcribe(audio, use_cache=False)
     assert t.text == " ".join(s.text.strip() for s in expected)
-    for mine, theirs in zip(t.segments, expected, strict=True):
-        assert (mine.start, mine.end) == pytest.approx((theirs.start, min(theirs.end, audio.duration)), abs=0.002)
+    assert any(s.end - s.start > MAX_CUE_S for s in expected)
+    for theirs in expected:
+        end = min(theirs.end, audio.duration)
+        mine = [s for s in t.segments if theirs.start - 0.002 <= s.start and s.end <= end + 0.002]
+        assert " ".join(s.text for s in mine) == theirs.text.strip()
+        if end - theirs.start <= MAX_CUE_S:
+            assert len(mine) == 1 and (mine[0].start, mine[0].end) == pytest.approx((theirs.start, end), abs=0.002)
+        else:
+            assert all(s.end - s.start <= MAX_CUE_S for s in mine)
+    if name == "meetings/trn04.flac":
+        assert 15.5 < t.segments[0].start < 16.5 and t.segments[0].text.startswith("Can you just remind me")
 
 
 def test_a_clip_far_too_quiet_is_heard_levelled(service, plain_fw, data_dir):
@@ -295,7 +307,7 @@ def test_a_long_segment_of_whisper_s_own_is_cut_at_the_speaker_s_pauses(service,
     ask what you can" (8.9 s) and LJ001-0003's whole sentence (10 s). Each is cut where the
     speaker pauses, timed by the window's words: "And so, my fellow Americans" ends in JFK's
     1.1 s pause (2.2-3.3 s into his clip). The text is Whisper's, word for word, and the parts
-    of a segment span exactly its time."""
+    of a segment follow on from each other within its time."""
     import harken.engines.whisper_longform as longform
 
     names = ["LJ001-0001.flac", "jfk.flac", "LJ001-0003.flac", "2412-153948-0000.flac"]
@@ -312,7 +324,7 @@ def test_a_long_segment_of_whisper_s_own_is_cut_at_the_speaker_s_pauses(service,
     assert all(0 < s.end - s.start <= MAX_CUE_S for s in t.segments)
     for segment in whole.segments:
         parts = [s for s in t.segments if segment.start <= s.start < segment.end]
-        assert parts[0].start == segment.start and parts[-1].end == segment.end
+        assert segment.start <= parts[0].start and parts[-1].end <= segment.end
         assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
         assert " ".join(s.text for s in parts) == segment.text
     texts = [s.text for s in t.segments]

@@ -51,20 +51,22 @@ def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, wor
     return out
 
 
-def phrases(segment, words: list, tokenizer, pause: Callable[[float, float], float]) -> list:
-    """A timed segment that lasts longer than a cue, cut as `sentences` cuts (its `words` timed
-    in the same clock), its parts together spanning exactly the segment's own times: they meet
-    where the next part's first word starts. The segment as it is where it cannot be cut so."""
+def phrases(segment, words: list, tokenizer, pause: Callable[[float, float], float], *,
+            keep_words: bool = False) -> list:
+    """A timed segment that lasts longer than a cue, timed by its `words` (in the same clock;
+    kept on the parts if `keep_words`) and cut as `sentences` cuts. Whisper's timestamps can
+    hold long quiet: a meeting's segment began 16 s before its first word. The parts meet where
+    the next one's first word starts, within the segment's own times; the segment as it is
+    where its words cannot time it."""
     if segment.end - segment.start <= MAX_CUE_S or not words:
         return [segment]
     if "".join(w.word for w in words).strip() != segment.text.strip():
         return [segment]  # (words from a joint alignment may have taken a mark from the next segment)
-    # The first and last parts reach out to the segment's own times, past their words.
-    slack = max(0.0, words[0].start - segment.start, segment.end - words[-1].end)
-    longest = max(MAX_CUE_S / 2, MAX_CUE_S - slack)
-    parts = sentences(replace(segment, words=words), tokenizer, pause, words=False, longest=longest)
-    edges = [segment.start] + [p.start for p in parts[1:]] + [segment.end]
-    if len(parts) == 1 or any(b - a < MIN_PART_S / 2 for a, b in zip(edges, edges[1:])):
+    parts = sentences(replace(segment, words=words), tokenizer, pause, words=keep_words)
+    if len(parts) == 1:
+        parts = [replace(segment, words=words if keep_words else segment.words)]
+    edges = [min(max(t, segment.start), segment.end) for t in [words[0].start] + [p.start for p in parts[1:]] + [words[-1].end]]
+    if any(b - a < MIN_PART_S / 2 for a, b in zip(edges, edges[1:])):
         return [segment]  # (alignment put words past Whisper's own times)
     return [replace(p, start=a, end=b) for p, a, b in zip(parts, edges, edges[1:])]
 

@@ -77,7 +77,7 @@ from harken.cues import MAX_CUE_S
 from harken.engines.base import EngineTranscript, OnProgress, OnText, TranscribeOptions, Watch
 from harken.engines.sentences import phrases, sentences
 from harken.engines.whisper import fw_segment
-from harken.engines.whisper_window import Window, WindowText, decode_windows, timed_words
+from harken.engines.whisper_window import Window, WindowText, clip_words, decode_windows, timed_words
 from harken.engines.window_checks import (
     COVER_MARGIN_S, LOGPROB_THRESHOLD, MIN_GAP_SPEECH_S, RATE_NEIGHBOURS, REPAIR_GAIN, Decoded, better, failed_gate,
     gap_warnings, heard, passed_over_speech, repeated_phrase, skipped, slow, unlooped_words, untranscribed,
@@ -241,7 +241,7 @@ class _Run:
 
         def decoded(p: Piece, w: WindowText, segments: list) -> Decoded:
             said = [s for s in segments if s.text.strip()]
-            phrases = self._phrased(clip, p, said, w) if stretch else None
+            phrases = self._phrased(clip, p.start, said, w.words) if stretch else None
             return Decoded(
                 clip, p, tuple(fw_segment(s, 0, p.start, p.end) for s in said),
                 passed_over_speech(cutter, p, segments, w.align, stretch=stretch),
@@ -251,21 +251,24 @@ class _Run:
 
         return [(decoded(p, w, w.segments), lambda t, p=p, w=w: decoded(p, w, w.again(t))) for p, w in zip(pieces, found)]
 
-    def _phrased(self, clip: int, window: Piece, segments: list, w: WindowText) -> list[list] | None:
-        """How a window's segments are shown: each as its parts, any that lasts longer than a
-        subtitle cue cut at its sentence ends and the speaker's pauses (engines/sentences.py),
-        timed by the window's words; None where every segment stays as it is."""
-        if all(s.end - s.start <= MAX_CUE_S for s in segments):
-            return None
-        words = w.words([s.tokens for s in segments])
+    def _phrased(self, clip: int, at: float, segments: list, words_of: Callable[[list], list[list] | None],
+                 keep_words: bool = False) -> list[list] | None:
+        """How segments are shown: each as its parts, any that lasts longer than a subtitle cue
+        cut at its sentence ends and the speaker's pauses (engines/sentences.py), timed by the
+        words `words_of` gives for them (times from `at` s into the clip, as the
+        segments' are); None where every segment stays as it is."""
+        if self.options.task != "transcribe" or all(s.end - s.start <= MAX_CUE_S for s in segments):
+            return None  # (a translation's words do not line up with the speech)
+        words = words_of(segments)
         if words is None:
             return None
         cutter = self.cutters[clip]
 
         def pause(a: float, b: float) -> float:
-            return cutter.longest_pause(window.start + a, window.start + b)
+            return cutter.longest_pause(at + a, at + b)
 
-        return [phrases(s, found, self.model.hf_tokenizer, pause) for s, found in zip(segments, words)]
+        return [phrases(s, found, self.model.hf_tokenizer, pause, keep_words=keep_words)
+                for s, found in zip(segments, words)]
 
     def _temperatures(self) -> tuple[float, ...]:
         """faster-whisper's fallback ladder, or the one temperature the caller asked for."""
@@ -295,9 +298,24 @@ class _Run:
                 untimed = self._untimed(clip, piece, samples, lead, kwargs)
                 if untimed is not None:
                     return untimed
-            segments = self._transcribe(clip, samples, kwargs)
-        out = tuple(fw_segment(s, 0, piece.start - lead, piece.end, piece.start) for s in segments if s.text.strip())
-        return Decoded(clip, piece, out)
+            segments = [s for s in self._transcribe(clip, samples, kwargs) if s.text.strip()]
+            own = [list(s.words) for s in segments] if opts.word_timestamps and segments else None
+            words_of = (lambda _: own) if own is not None else partial(self._words, clip, samples)
+            shown = self._phrased(clip, piece.start - lead, segments, words_of, keep_words=own is not None)
+
+        def placed(found) -> tuple:
+            return tuple(fw_segment(s, 0, piece.start - lead, piece.end, piece.start) for s in found)
+
+        return Decoded(clip, piece, placed(segments), phrases=None if shown is None else tuple(map(placed, shown)))
+
+    def _words(self, clip: int, samples: np.ndarray, segments: list) -> list[list] | None:
+        """Words for segments faster-whisper decoded from `samples`, aligned on the kept encoder
+        output, where the samples are one window heard as decoded (faster-whisper's VAD option
+        decodes only the speech it keeps)."""
+        if self.options.vad_filter or len(samples) // _HOP > _WINDOW_FRAMES:
+            return None
+        language = self.languages[clip][0] or self.detected.get(clip, (None, None))[0]
+        return clip_words(self.model, samples, segments, language=language or "en", task=self.options.task)
 
     def _untimed(self, clip: int, piece: Piece, samples: np.ndarray, lead: float, kwargs: dict) -> Decoded | None:
         """A clip of one window decoded greedily without timestamps, its sentences timed by its

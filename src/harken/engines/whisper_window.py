@@ -28,10 +28,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import cache
+from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["Window", "WindowText", "decode_windows", "timed_words"]
+__all__ = ["Window", "WindowText", "clip_words", "decode_windows", "timed_words"]
 
 log = logging.getLogger("harken.engines")
 
@@ -61,11 +62,9 @@ class WindowText:
     # word lasts until the next begins, so speech the text passed over lies inside some word.
     # None where the model cannot time words (a conversion without alignment heads).
     align: Callable[[Sequence[int]], list[tuple[float, float]] | None]
-    # The same alignment as words, for texts of this window (each its segment's tokens) aligned
-    # together: faster-whisper Words per text (each word its tokens' text, punctuation with it),
-    # None where the model cannot time words or the texts cannot be aligned. One alignment
-    # serves both, so a window timed for passed-over speech costs nothing more here.
-    words: Callable[[Sequence[Sequence[int]]], list[list] | None]
+    # faster-whisper's word timestamps for segments of this window, aligned together: its Words
+    # per segment, None where the model cannot time words or the text is too long to align.
+    words: Callable[[Sequence], list[list] | None]
 
 
 def decode_windows(model, windows: Sequence[Window], *, language: str, task: str, beam_size: int,
@@ -95,65 +94,53 @@ def decode_windows(model, windows: Sequence[Window], *, language: str, task: str
 
         return decode
 
-    def aligned(n: int, enc) -> _Aligner:
-        return _Aligner(model, tokenizer, enc, n)
-
     out = []
     for w, n, enc, prompt, first in zip(windows, frames, encoded, prompts, firsts):
-        aligner = aligned(n, enc)
+        aligner = _Aligner(model, tokenizer, enc, n)
         out.append(WindowText(_window(model, tokenizer, options, w, n, enc, prompt, first), again(w, n, enc),
                               aligner.times, aligner.words))
     return out
 
 
 class _Aligner:
-    """Whisper's cross-attention alignment of a window's text on its kept encoder output
-    (faster-whisper's find_alignment), computed once per text."""
+    """Whisper's cross-attention alignment of a window's text on its kept encoder output."""
 
     def __init__(self, model, tokenizer, encoded, frames: int) -> None:
         self.model, self.tokenizer, self.encoded, self.frames = model, tokenizer, encoded, frames
-        self.found: dict[tuple[int, ...], list[dict] | None] = {}
 
-    def _words(self, tokens: Sequence[int]) -> list[dict] | None:
-        text = tuple(t for t in tokens if t < self.tokenizer.eot)  # timestamps out, as faster-whisper does
+    def times(self, tokens: Sequence[int]) -> list[tuple[float, float]] | None:
+        """Where each word of a text lies: faster-whisper's raw find_alignment (see WindowText.align)."""
+        text = [t for t in tokens if t < self.tokenizer.eot]  # timestamps out, as faster-whisper does
         # The decoder has positions for max_length tokens, the prompt and end included: a
         # window's text (with resumes) can hold more only by looping, and is not timed.
         if not text or len(self.tokenizer.sot_sequence) + len(text) + 2 > self.model.max_length:
             return []
-        if text not in self.found:
-            try:
-                self.found[text] = self.model.find_alignment(self.tokenizer, [list(text)], self.encoded, self.frames)[0]
-            except RuntimeError as error:  # CTranslate2: no alignment heads in this conversion
-                _cannot_align(str(error))
-                self.found[text] = None
-        return self.found[text]
-
-    def times(self, tokens: Sequence[int]) -> list[tuple[float, float]] | None:
-        words = self._words(tokens)
-        return None if words is None else [(float(w["start"]), float(w["end"])) for w in words]
-
-    def words(self, texts: Sequence[Sequence[int]]) -> list[list] | None:
-        from faster_whisper.transcribe import Word, merge_punctuations
-
-        texts = [[t for t in text if t < self.tokenizer.eot] for text in texts]
-        found = self._words([t for text in texts for t in text])
-        if not found:
+        try:
+            words = self.model.find_alignment(self.tokenizer, [text], self.encoded, self.frames)[0]
+        except RuntimeError as error:  # CTranslate2: no alignment heads in this conversion
+            _cannot_align(str(error))
             return None
-        found = [dict(w) for w in found]  # merged as faster-whisper merges them; `times` keeps them apart
+        return [(float(w["start"]), float(w["end"])) for w in words]
+
+    def words(self, segments: Sequence) -> list[list] | None:
+        """faster-whisper's word timestamps for segments decoded from this window (times from its
+        start), aligned together: its add_word_timestamps, whose capping of a word that runs
+        over a pause matters here (aligned raw, the first word after 16 s of a quiet meeting
+        room lasted the 16 s)."""
+        from faster_whisper.transcribe import Word
+
+        parts = [{"seek": 0, "start": s.start, "end": s.end, "tokens": list(s.tokens)} for s in segments]
+        text = [t for s in segments for t in s.tokens if t < self.tokenizer.eot]
+        if not text or len(self.tokenizer.sot_sequence) + len(text) + 2 > self.model.max_length:
+            return None
         defaults = _defaults()
-        merge_punctuations(found, defaults["prepend_punctuations"], defaults["append_punctuations"])
-        out, k = [], 0
-        for text in texts:  # each text takes the words its tokens make
-            mine, taken = [], 0
-            while k < len(found) and taken < len(text):
-                w = found[k]
-                if w["word"]:
-                    mine.append(Word(round(float(w["start"]), 3), round(float(w["end"]), 3), w["word"],
-                                     float(w["probability"])))
-                taken += len(w["tokens"])
-                k += 1
-            out.append(mine)
-        return out
+        try:
+            self.model.add_word_timestamps([parts], self.tokenizer, self.encoded, self.frames,
+                                           defaults["prepend_punctuations"], defaults["append_punctuations"], 0.0)
+        except RuntimeError as error:  # CTranslate2: no alignment heads in this conversion
+            _cannot_align(str(error))
+            return None
+        return [[Word(**w) for w in p.get("words", [])] for p in parts]
 
 
 class _Prompt:
@@ -249,27 +236,24 @@ def _window(model, tokenizer, options, w: Window, frames: int, encoded, prompt: 
 
 
 def timed_words(model, samples: np.ndarray, tokens: Sequence[int], *, language: str, task: str) -> list:
-    """faster-whisper's word timestamps (its alignment, punctuation merged, long words capped at
-    sentence ends) for `tokens` decoded from the first window of `samples`, in s from its start;
-    [] where the model cannot time words. The window is encoded through `model.encode`, so an
-    encoder output kept from its decoding serves (whisper_model.Model.kept_encoding)."""
+    """faster-whisper's word timestamps (its alignment, punctuation merged, long words capped)
+    for `tokens` decoded from the first window of `samples`, in s from its start; [] where the
+    model cannot time words."""
+    whole = SimpleNamespace(start=0.0, end=min(len(samples) / 16000, 30.0), tokens=list(tokens))
+    return (clip_words(model, samples, [whole], language=language, task=task) or [[]])[0]
+
+
+def clip_words(model, samples: np.ndarray, segments: Sequence, *, language: str, task: str) -> list[list] | None:
+    """Words for segments decoded together from the first window of `samples` (_Aligner.words),
+    the window encoded through `model.encode`, so an encoder output kept from its decoding
+    serves."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
-    from faster_whisper.transcribe import Word
 
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task=task, language=language)
     features = model.feature_extractor(samples)
     frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
-    encoded = model.encode(pad_or_trim(features[:, :frames]))
-    segment = {"seek": 0, "start": 0.0, "end": frames / model.frames_per_second, "tokens": list(tokens)}
-    defaults = _defaults()
-    try:
-        model.add_word_timestamps([[segment]], tokenizer, encoded, frames, defaults["prepend_punctuations"],
-                                  defaults["append_punctuations"], 0.0)
-    except RuntimeError as error:  # CTranslate2: no alignment heads in this conversion
-        _cannot_align(str(error))
-        return []
-    return [Word(**w) for w in segment.get("words", [])]
+    return _Aligner(model, tokenizer, model.encode(pad_or_trim(features[:, :frames])), frames).words(segments)
 
 
 @cache
