@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-
 from harken.cues import MAX_CUE_S
 
 __all__ = ["phrases", "sentences"]
@@ -29,12 +28,10 @@ MIN_PAUSE_S = 0.15
 MIN_PART_S = 1.0  # no part of a cut sentence shorter than this: a word or two is no cue
 
 
-def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, words: bool,
-              longest: float = MAX_CUE_S) -> list:
+def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, words: bool) -> list:
     """A faster-whisper segment with words, cut into one per sentence (or part of one, above),
-    each timed by its words and keeping them if `words`; a sentence whose words last longer
-    than `longest` s is cut. `pause(a, b)` is the longest pause (s) in the audio between a and
-    b s."""
+    each timed by its words and keeping them if `words`. `pause(a, b)` is the longest pause (s)
+    in the audio between a and b s."""
     groups, group = [], []
     for w in segment.words:
         group.append(w)
@@ -44,7 +41,7 @@ def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, wor
     if group:
         groups.append(group)
     out = []
-    for part in (p for g in groups for p in _readable(g, pause, longest)):
+    for part in (p for g in groups for p in _readable(g, pause)):
         text = "".join(w.word for w in part)
         out.append(replace(segment, start=part[0].start, end=part[-1].end, text=text,
                            tokens=tokenizer.encode(text, add_special_tokens=False).ids, words=list(part) if words else None))
@@ -71,11 +68,11 @@ def phrases(segment, words: list, tokenizer, pause: Callable[[float, float], flo
     return [replace(p, start=a, end=b) for p, a, b in zip(parts, edges, edges[1:])]
 
 
-def _readable(group: list, pause: Callable[[float, float], float], longest: float) -> list[list]:
-    """A sentence as parts of at most `longest` s, cut at its longest pause (measured between the
+def _readable(group: list, pause: Callable[[float, float], float]) -> list[list]:
+    """A sentence as parts of at most MAX_CUE_S, cut at its longest pause (measured between the
     middles of the words either side: alignment gives a pause to one of them), else after a
     comma, else at the middle; no part under MIN_PART_S."""
-    if group[-1].end - group[0].start <= longest:
+    if group[-1].end - group[0].start <= MAX_CUE_S:
         return [group]
     start, end = group[0].start, group[-1].end
     # Only between words ("well-known" and "1,000" come as two words, the second unspaced; so
@@ -98,4 +95,4 @@ def _readable(group: list, pause: Callable[[float, float], float], longest: floa
         k = max(paused, key=lambda i: (quiet(i), -off_middle(i)))
     else:
         k = min(clauses or cuts, key=off_middle)
-    return _readable(group[:k], pause, longest) + _readable(group[k:], pause, longest)
+    return _readable(group[:k], pause) + _readable(group[k:], pause)

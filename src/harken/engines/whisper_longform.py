@@ -241,12 +241,12 @@ class _Run:
 
         def decoded(p: Piece, w: WindowText, segments: list) -> Decoded:
             said = [s for s in segments if s.text.strip()]
-            phrases = self._phrased(clip, p.start, said, w.words) if stretch else None
+            shown = self._phrased(clip, p.start, said, w.words) if stretch else None
             return Decoded(
                 clip, p, tuple(fw_segment(s, 0, p.start, p.end) for s in said),
                 passed_over_speech(cutter, p, segments, w.align, stretch=stretch),
-                phrases=None if phrases is None else tuple(tuple(fw_segment(x, 0, p.start, p.end) for x in parts)
-                                                            for parts in phrases),
+                phrases=None if shown is None else tuple(tuple(fw_segment(x, 0, p.start, p.end) for x in parts)
+                                                          for parts in shown),
             )
 
         return [(decoded(p, w, w.segments), lambda t, p=p, w=w: decoded(p, w, w.again(t))) for p, w in zip(pieces, found)]
