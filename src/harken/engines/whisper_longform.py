@@ -299,7 +299,7 @@ class _Run:
                 if untimed is not None:
                     return untimed
             segments = [s for s in self._transcribe(clip, samples, kwargs) if s.text.strip()]
-            own = [list(s.words) for s in segments] if opts.word_timestamps and segments else None
+            own = [list(s.words or ()) for s in segments] if opts.word_timestamps and segments else None
             words_of = (lambda _: own) if own is not None else partial(self._words, clip, samples)
             shown = self._phrased(clip, piece.start - lead, segments, words_of, keep_words=own is not None)
 
