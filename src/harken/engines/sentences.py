@@ -33,9 +33,12 @@ def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, wor
     each timed by its words and keeping them if `words`. `pause(a, b)` is the longest pause (s)
     in the audio between a and b s."""
     groups, group = [], []
-    for w in segment.words:
+    words = list(segment.words)
+    for i, w in enumerate(words):
         group.append(w)
-        if w.word.strip().endswith(_SENTENCE_END):
+        # A sentence ends before a spaced word: in a language written without spaces the
+        # transcript joins its segments with one, which its text does not have.
+        if w.word.strip().endswith(_SENTENCE_END) and (i + 1 == len(words) or words[i + 1].word[:1].isspace()):
             groups.append(group)
             group = []
     if group:
@@ -60,12 +63,21 @@ def phrases(segment, words: list, tokenizer, pause: Callable[[float, float], flo
     if "".join(w.word for w in words).strip() != segment.text.strip():
         return [segment]  # (words from a joint alignment may have taken a mark from the next segment)
     parts = sentences(replace(segment, words=words), tokenizer, pause, words=keep_words)
+    if " ".join(p.text.strip() for p in parts) != segment.text.strip():
+        return [segment]  # (the transcript joins segments with a space: its text must not change)
     if len(parts) == 1:
         parts = [replace(segment, words=words if keep_words else segment.words)]
-    edges = [min(max(t, segment.start), segment.end) for t in [words[0].start] + [p.start for p in parts[1:]] + [words[-1].end]]
-    if any(b - a < MIN_PART_S / 2 for a, b in zip(edges, edges[1:])):
+
+    def within(t: float) -> float:
+        return min(max(t, segment.start), segment.end)
+
+    starts = [within(words[0].start)] + [within(p.start) for p in parts[1:]]
+    # A part runs on to where the next begins, unless the pause after it would make it longer than a cue.
+    ends = [b if b - a <= MAX_CUE_S else within(p.end) for p, a, b in zip(parts, starts, starts[1:])]
+    ends.append(within(words[-1].end))
+    if any(b - a < MIN_PART_S / 2 for a, b in zip(starts, ends)):
         return [segment]  # (alignment put words past Whisper's own times)
-    return [replace(p, start=a, end=b) for p, a, b in zip(parts, edges, edges[1:])]
+    return [replace(p, start=a, end=b) for p, a, b in zip(parts, starts, ends)]
 
 
 def _readable(group: list, pause: Callable[[float, float], float]) -> list[list]:

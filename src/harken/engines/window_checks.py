@@ -63,7 +63,7 @@ class Decoded:
     loop: str | None = None
     # How each segment is shown, where one is cut into parts a reader can follow
     # (engines/sentences.py): its parts, one tuple per segment. Every check judges `segments`,
-    # Whisper's own; the parts hold the same words over the same time.
+    # Whisper's own; the parts hold the same text, timed by its words within the segment's time.
     phrases: tuple[tuple[Segment, ...], ...] | None = None
 
     @property
