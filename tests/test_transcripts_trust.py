@@ -60,6 +60,7 @@ def test_a_clip_of_sentences_is_decoded_untimed_each_sentence_timed_by_its_words
     t = service.transcribe(audio, use_cache=False)
     assert t.text.split() == expected.text.split()
     assert [s.temperature for s in t.segments] == [0.0] * len(t.segments)
+    assert all(s.words is None for s in t.segments)  # timed by its words, which it gives only when asked
     assert all(0 <= s.start < s.end <= audio.duration for s in t.segments)
     assert all(a.end <= b.start for a, b in zip(t.segments, t.segments[1:]))
     assert all(s.end - s.start <= MAX_CUE_S for s in t.segments)

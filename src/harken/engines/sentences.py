@@ -33,12 +33,12 @@ def sentences(segment, tokenizer, pause: Callable[[float, float], float], *, wor
     each timed by its words and keeping them if `words`. `pause(a, b)` is the longest pause (s)
     in the audio between a and b s."""
     groups, group = [], []
-    words = list(segment.words)
-    for i, w in enumerate(words):
+    timed = list(segment.words)
+    for i, w in enumerate(timed):
         group.append(w)
         # A sentence ends before a spaced word: in a language written without spaces the
         # transcript joins its segments with one, which its text does not have.
-        if w.word.strip().endswith(_SENTENCE_END) and (i + 1 == len(words) or words[i + 1].word[:1].isspace()):
+        if w.word.strip().endswith(_SENTENCE_END) and (i + 1 == len(timed) or timed[i + 1].word[:1].isspace()):
             groups.append(group)
             group = []
     if group:
