@@ -95,16 +95,15 @@ def _readable(group: list, pause: Callable[[float, float], float]) -> list[list]
         return [group]
     middle = (start + end) / 2
 
-    def quiet(i: int) -> float:
-        return pause((group[i - 1].start + group[i - 1].end) / 2, (group[i].start + group[i].end) / 2)
+    quiet = {i: pause((group[i - 1].start + group[i - 1].end) / 2, (group[i].start + group[i].end) / 2) for i in cuts}
 
     def off_middle(i: int) -> float:
         return abs(group[i].start - middle)
 
-    paused = [i for i in cuts if quiet(i) >= MIN_PAUSE_S]
+    paused = [i for i in cuts if quiet[i] >= MIN_PAUSE_S]
     clauses = [i for i in cuts if group[i - 1].word.strip().endswith(_CLAUSE_END)]
     if paused:
-        k = max(paused, key=lambda i: (quiet(i), -off_middle(i)))
+        k = max(paused, key=lambda i: (quiet[i], -off_middle(i)))
     else:
         k = min(clauses or cuts, key=off_middle)
     return _readable(group[:k], pause) + _readable(group[k:], pause)

@@ -262,13 +262,18 @@ class _Run:
         words = words_of(segments)
         if words is None:
             return None
-        cutter = self.cutters[clip]
-
-        def pause(a: float, b: float) -> float:
-            return cutter.longest_pause(at + a, at + b)
-
+        pause = self._pause(clip, at)
         return [phrases(s, found, self.model.hf_tokenizer, pause, keep_words=keep_words)
                 for s, found in zip(segments, words)]
+
+    def _pause(self, clip: int, at: float) -> Callable[[float, float], float]:
+        """The longest pause the VAD hears between two times s from `at` s into the clip."""
+        cutter = self.cutters[clip]
+        return lambda a, b: cutter.longest_pause(at + a, at + b)
+
+    def _language(self, clip: int) -> str | None:
+        """The clip's language: asked for, or detected once (None until then)."""
+        return self.languages[clip][0] or self.detected.get(clip, (None, None))[0]
 
     def _temperatures(self) -> tuple[float, ...]:
         """faster-whisper's fallback ladder, or the one temperature the caller asked for."""
@@ -314,8 +319,7 @@ class _Run:
         decodes only the speech it keeps)."""
         if self.options.vad_filter or len(samples) // _HOP > _WINDOW_FRAMES:
             return None
-        language = self.languages[clip][0] or self.detected.get(clip, (None, None))[0]
-        return clip_words(self.model, samples, segments, language=language or "en", task=self.options.task)
+        return clip_words(self.model, samples, segments, language=self._language(clip) or "en", task=self.options.task)
 
     def _untimed(self, clip: int, piece: Piece, samples: np.ndarray, lead: float, kwargs: dict) -> Decoded | None:
         """A clip of one window decoded greedily without timestamps, its sentences timed by its
@@ -336,22 +340,20 @@ class _Run:
         [segment] = found
         if failed_gate(segment):
             return None
-        language = self.languages[clip][0] or self.detected[clip][0]
-        words = timed_words(self.model, samples, segment.tokens, language=language, task=self.options.task)
+        words = timed_words(self.model, samples, segment.tokens, language=self._language(clip), task=self.options.task)
         if not words:
             return None
         segment = replace(segment, words=words)
-        cutter, at = self.cutters[clip], piece.start - lead  # words are timed from `samples`' start
-        parts = sentences(segment, self.model.hf_tokenizer, lambda a, b: cutter.longest_pause(at + a, at + b),
-                          words=self.options.word_timestamps)
+        at = piece.start - lead  # words are timed from `samples`' start
+        parts = sentences(segment, self.model.hf_tokenizer, self._pause(clip, at), words=self.options.word_timestamps)
         out = tuple(fw_segment(s, 0, at, piece.end, piece.start) for s in parts if s.text.strip())
-        if not out or untranscribed(cutter, piece, out, MIN_GAP_SPEECH_S):
+        if not out or untranscribed(self.cutters[clip], piece, out, MIN_GAP_SPEECH_S):
             return None
         return Decoded(clip, piece, out)
 
     def _transcribe(self, clip: int, samples: np.ndarray, kwargs: dict) -> list:
         """faster-whisper's segments for a clip, in its language (detected once per clip)."""
-        language = self.languages[clip][0] or self.detected.get(clip, (None, None))[0]
+        language = self._language(clip)
         if language is None and self.model.model.is_multilingual and not self.options.vad_filter:
             # faster-whisper would encode the clip twice, to detect its language and to decode it
             segments, found, probability = self.model.detect_and_transcribe(samples, **kwargs)

@@ -108,12 +108,17 @@ class _Aligner:
     def __init__(self, model, tokenizer, encoded, frames: int) -> None:
         self.model, self.tokenizer, self.encoded, self.frames = model, tokenizer, encoded, frames
 
+    def _text(self, tokens: Sequence[int]) -> list[int] | None:
+        """A text's tokens without timestamps (as faster-whisper aligns them), or None where there
+        is nothing to align or more than the decoder has positions for (max_length tokens, the
+        prompt and end included: a window's text, with resumes, can hold more only by looping)."""
+        text = [t for t in tokens if t < self.tokenizer.eot]
+        return text if text and len(self.tokenizer.sot_sequence) + len(text) + 2 <= self.model.max_length else None
+
     def times(self, tokens: Sequence[int]) -> list[tuple[float, float]] | None:
         """Where each word of a text lies: faster-whisper's raw find_alignment (see WindowText.align)."""
-        text = [t for t in tokens if t < self.tokenizer.eot]  # timestamps out, as faster-whisper does
-        # The decoder has positions for max_length tokens, the prompt and end included: a
-        # window's text (with resumes) can hold more only by looping, and is not timed.
-        if not text or len(self.tokenizer.sot_sequence) + len(text) + 2 > self.model.max_length:
+        text = self._text(tokens)
+        if text is None:
             return []
         try:
             words = self.model.find_alignment(self.tokenizer, [text], self.encoded, self.frames)[0]
@@ -129,10 +134,9 @@ class _Aligner:
         room lasted the 16 s)."""
         from faster_whisper.transcribe import Word
 
-        parts = [{"seek": 0, "start": s.start, "end": s.end, "tokens": list(s.tokens)} for s in segments]
-        text = [t for s in segments for t in s.tokens if t < self.tokenizer.eot]
-        if not text or len(self.tokenizer.sot_sequence) + len(text) + 2 > self.model.max_length:
+        if self._text([t for s in segments for t in s.tokens]) is None:
             return None
+        parts = [{"seek": 0, "start": s.start, "end": s.end, "tokens": list(s.tokens)} for s in segments]
         defaults = _defaults()
         try:
             self.model.add_word_timestamps([parts], self.tokenizer, self.encoded, self.frames,
@@ -239,7 +243,8 @@ def timed_words(model, samples: np.ndarray, tokens: Sequence[int], *, language: 
     """faster-whisper's word timestamps (its alignment, punctuation merged, long words capped)
     for `tokens` decoded from the first window of `samples`, in s from its start; [] where the
     model cannot time words."""
-    whole = SimpleNamespace(start=0.0, end=min(len(samples) / 16000, 30.0), tokens=list(tokens))
+    seconds = min(len(samples) / model.feature_extractor.sampling_rate, model.feature_extractor.chunk_length)
+    whole = SimpleNamespace(start=0.0, end=seconds, tokens=list(tokens))
     return (clip_words(model, samples, [whole], language=language, task=task) or [[]])[0]
 
 
